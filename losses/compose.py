@@ -1,0 +1,231 @@
+"""Combining losses: weighted sums, per-term schedules and learnable (uncertainty) weights.
+
+A loss *spec* is any of::
+
+    "dice"                                             # a name
+    "dice + 0.5*focal"                                 # shorthand weighted sum
+    {"name": "dice", "params": {"mode": "binary"}}     # a dict (weight, schedule optional)
+    [{"name": "dice", "weight": 1.0}, {"name": "focal", "weight": 0.5,
+      "schedule": {"warmup_epochs": 2}}]               # a list -> Composite
+
+:func:`build` turns a spec into an ``nn.Module``: a single loss for a single unweighted
+term, otherwise a :class:`Composite`. Tasks use :func:`build_slot`, which always returns
+a :class:`Composite` so every slot logs its per-term values the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from losses.registry import LossConfigError, create, get
+
+_TERM_KEYS = {"name", "params", "weight", "schedule"}
+_SCHEDULE_KEYS = {"warmup_epochs", "start", "end", "epochs"}
+_BALANCES = ("fixed", "uncertainty")
+_SHORTHAND_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_][\w]*)\s*$")
+
+
+@dataclass
+class Schedule:
+    """Linear ramp of a term's weight multiplier from ``start`` to ``end`` over ``epochs``.
+
+    ``warmup_epochs: k`` is shorthand for ``start=0, end=1, epochs=k``. The multiplier at
+    epoch ``e`` is ``start + (end - start) * min(1, e / epochs)``.
+    """
+
+    start: float = 1.0
+    end: float = 1.0
+    epochs: int = 0
+
+    def __call__(self, epoch: float) -> float:
+        if self.epochs <= 0:
+            return self.end
+        return self.start + (self.end - self.start) * min(1.0, max(0.0, epoch) / self.epochs)
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any] | None, where: str = "schedule") -> Schedule | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, Mapping):
+            raise LossConfigError(f"{where}: expected a mapping like {{warmup_epochs: 2}}, got {spec!r}")
+        unknown = set(spec) - _SCHEDULE_KEYS
+        if unknown:
+            raise LossConfigError(f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(_SCHEDULE_KEYS)}")
+        if "warmup_epochs" in spec:
+            if set(spec) - {"warmup_epochs"}:
+                raise LossConfigError(f"{where}: warmup_epochs cannot be combined with start/end/epochs")
+            return cls(0.0, 1.0, int(spec["warmup_epochs"]))
+        return cls(float(spec.get("start", 1.0)), float(spec.get("end", 1.0)), int(spec.get("epochs", 0)))
+
+
+@dataclass
+class TermSpec:
+    """One normalised term of a loss spec."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+    schedule: Schedule | None = None
+
+
+def parse_spec(spec: Any, where: str = "loss") -> list[TermSpec]:
+    """Normalise any accepted spec form into a list of :class:`TermSpec` (validates names)."""
+    if isinstance(spec, TermSpec):
+        terms = [spec]
+    elif isinstance(spec, str):
+        terms = _parse_shorthand(spec, where)
+    elif isinstance(spec, Mapping):
+        terms = [_parse_term(spec, where)]
+    elif isinstance(spec, Sequence) and spec and not isinstance(spec, (bytes, bytearray)):
+        terms = [_parse_term(t, f"{where}[{i}]") for i, t in enumerate(spec)]
+    else:
+        raise LossConfigError(f"{where}: expected a loss name, 'a + 0.5*b', a {{name, params}} mapping or a list; got {spec!r}")
+    for i, term in enumerate(terms):
+        try:
+            get(term.name)
+        except LossConfigError as err:
+            raise LossConfigError(f"{where}: {err}") from None
+        if not math.isfinite(term.weight):
+            raise LossConfigError(f"{where}[{i}].weight must be finite, got {term.weight}")
+    return terms
+
+
+def _parse_shorthand(text: str, where: str) -> list[TermSpec]:
+    terms = []
+    for part in text.split("+"):
+        match = _SHORTHAND_TERM.match(part)
+        if not match:
+            raise LossConfigError(f"{where}: cannot parse {part.strip()!r} in {text!r}; write terms like 'dice + 0.5*focal'")
+        terms.append(TermSpec(match["name"], {}, float(match["weight"] or 1.0)))
+    return terms
+
+
+def _parse_term(spec: Any, where: str) -> TermSpec:
+    if isinstance(spec, TermSpec):
+        return spec
+    if isinstance(spec, str):
+        terms = _parse_shorthand(spec, where)
+        if len(terms) != 1:
+            raise LossConfigError(f"{where}: a list item must be one loss, got {spec!r}")
+        return terms[0]
+    if not isinstance(spec, Mapping):
+        raise LossConfigError(f"{where}: expected a mapping with 'name', got {spec!r}")
+    unknown = set(spec) - _TERM_KEYS
+    if unknown:
+        raise LossConfigError(f"{where}: unknown key(s) {sorted(unknown)}; a term takes {sorted(_TERM_KEYS)}")
+    if "name" not in spec:
+        raise LossConfigError(f"{where}: missing 'name'")
+    params = spec.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise LossConfigError(f"{where}.params: expected a mapping, got {params!r}")
+    try:
+        weight = float(spec.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise LossConfigError(f"{where}.weight: expected a number, got {spec.get('weight')!r}") from None
+    return TermSpec(str(spec["name"]), dict(params), weight, Schedule.parse(spec.get("schedule"), f"{where}.schedule"))
+
+
+class Composite(nn.Module):
+    """Weighted sum of registry losses with per-term schedules and optional uncertainty weighting.
+
+    Formula:
+        fixed:        L = sum_i s_i(epoch) * w_i * L_i
+        uncertainty:  L = sum_i exp(-u_i) * s_i(epoch) * w_i * L_i + u_i   (u_i = log sigma_i^2, learnable)
+
+    Reference:
+        Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses", CVPR 2018.
+
+    Calling the module returns the total; :meth:`forward_terms` also returns the unweighted
+    per-term values (detached) keyed by term name. The current epoch is a buffer, so a resumed
+    run continues its schedules where it stopped.
+    """
+
+    def __init__(self, terms: Sequence[TermSpec], losses: Sequence[nn.Module], balance: str = "fixed") -> None:
+        super().__init__()
+        if balance not in _BALANCES:
+            raise LossConfigError(f"balance must be one of {_BALANCES}, got {balance!r}")
+        self.names = _unique_names([t.name for t in terms])
+        self.terms = nn.ModuleList(losses)
+        self.weights = [t.weight for t in terms]
+        self.schedules = [t.schedule for t in terms]
+        self.balance = balance
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.float64))
+        if balance == "uncertainty":
+            self.log_vars = nn.Parameter(torch.zeros(len(terms)))
+        else:
+            self.register_parameter("log_vars", None)
+
+    def set_epoch(self, epoch: float) -> None:
+        """Tell the schedules which (possibly fractional) epoch training is in."""
+        self.epoch.fill_(float(epoch))
+
+    def term_weights(self) -> list[float]:
+        """Effective fixed weight of each term at the current epoch (before uncertainty scaling)."""
+        epoch = float(self.epoch)
+        return [w * (s(epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
+
+    def forward_terms(self, *args: Any, **kwargs: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        values = [loss(*args, **kwargs) for loss in self.terms]
+        total = values[0].new_zeros(())
+        for i, (value, weight) in enumerate(zip(values, self.term_weights())):
+            if self.log_vars is not None:
+                total = total + torch.exp(-self.log_vars[i]) * weight * value + self.log_vars[i]
+            elif weight != 0.0:
+                total = total + weight * value
+        return total, {n: v.detach() for n, v in zip(self.names, values)}
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self.forward_terms(*args, **kwargs)[0]
+
+    def extra_repr(self) -> str:
+        terms = " + ".join(f"{w:g}*{n}" for n, w in zip(self.names, self.weights))
+        return f"{terms}, balance={self.balance!r}"
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def build_slot(
+    spec: Any,
+    balance: str = "fixed",
+    defaults: Mapping[str, Any] | None = None,
+    where: str = "loss",
+) -> Composite:
+    """Build a task slot: always a :class:`Composite`, even for one term."""
+    terms = parse_spec(spec, where)
+    modules = []
+    for i, term in enumerate(terms):
+        try:
+            modules.append(create(term.name, term.params, defaults))
+        except LossConfigError as err:
+            path = where if len(terms) == 1 else f"{where}[{i}]"
+            raise LossConfigError(f"{path}: {err}") from None
+    return Composite(terms, modules, balance)
+
+
+def build(spec: Any, balance: str = "fixed", defaults: Mapping[str, Any] | None = None, **params: Any) -> nn.Module:
+    """Build a loss from a name, shorthand string, dict or list (see module docstring).
+
+    Keyword ``params`` apply to a single named loss: ``build("focal", gamma=2.0)``.
+    A single unweighted, unscheduled term returns the loss module itself.
+    """
+    if params:
+        if not isinstance(spec, str) or "+" in spec or "*" in spec:
+            raise LossConfigError("keyword parameters are only accepted with a single loss name")
+        spec = {"name": spec, "params": params}
+    terms = parse_spec(spec)
+    if len(terms) == 1 and terms[0].weight == 1.0 and terms[0].schedule is None and balance == "fixed":
+        return create(terms[0].name, terms[0].params, defaults)
+    return build_slot(terms if len(terms) > 1 else terms[0], balance, defaults)

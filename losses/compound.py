@@ -1,0 +1,1 @@
+"""compound losses (being written)."""

@@ -1,0 +1,1 @@
+"""margin losses (being written)."""

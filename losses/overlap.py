@@ -1,0 +1,1 @@
+"""overlap losses (being written)."""

@@ -1,0 +1,1 @@
+"""region losses (being written)."""
