@@ -1,0 +1,1 @@
+"""Config loading, validation, object building and the command line."""

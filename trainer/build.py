@@ -1,0 +1,131 @@
+"""Turn a validated config into a task, a datamodule and a ``lightning.Trainer``."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig
+
+from trainer.callbacks import LossCurvePlot, ResumeDataPosition
+from trainer.config import (
+    OPTIM_KEYS,
+    RUN_DEFAULTS,
+    TOP_LEVEL_KEYS,
+    ConfigError,
+    check_against_signature,
+    check_keys,
+    check_loss_section,
+    to_container,
+)
+
+TASK_PACKAGES = {
+    "segmentation": "tasks.segmentation",
+    "detection": "tasks.detection",
+    "face": "tasks.face",
+    "translation": "tasks.translation",
+    "forecasting": "tasks.forecasting",
+    "tabular": "tasks.tabular",
+}
+# Trainer arguments the framework owns: the run folder, loggers and callbacks come from `run:`.
+RESERVED_TRAINER_KEYS = ("default_root_dir", "logger", "callbacks", "enable_checkpointing")
+
+
+@dataclass
+class RunObjects:
+    """Everything a subcommand needs, built from one config."""
+
+    config: dict[str, Any]
+    task: L.LightningModule
+    datamodule: L.LightningDataModule
+    trainer: L.Trainer
+    run_dir: Path
+
+
+def task_package(name: Any) -> ModuleType:
+    """Import ``tasks.<name>`` (it exports ``TASK`` and ``DATAMODULE``)."""
+    if name not in TASK_PACKAGES:
+        raise ConfigError(f"task: expected one of {', '.join(TASK_PACKAGES)}, got {name!r}")
+    try:
+        return importlib.import_module(TASK_PACKAGES[name])
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith(TASK_PACKAGES[name]):
+            raise ConfigError(f"task: {name!r} is planned but not implemented in this version") from None
+        raise
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Validate a whole config without reading data; returns it as plain containers."""
+    config = to_container(cfg)
+    check_keys(config, TOP_LEVEL_KEYS, "config")
+    if "task" not in config:
+        raise ConfigError(f"task: missing; one of {', '.join(TASK_PACKAGES)}")
+    package = task_package(config["task"])
+    for section in ("model", "data", "loss", "optim", "trainer", "run"):
+        value = config.setdefault(section, {})
+        if value is None:
+            config[section] = {}
+        elif not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a mapping, got {value!r}")
+    if not isinstance(config.setdefault("seed", 0), int):
+        raise ConfigError(f"seed: expected an integer, got {config['seed']!r}")
+    check_against_signature(config["model"], package.TASK.__init__, "model", skip=("loss", "optim"))
+    check_against_signature(config["data"], package.DATAMODULE.__init__, "data")
+    check_loss_section(config["loss"], package.TASK.LOSS_SLOTS)
+    check_keys(config["optim"], OPTIM_KEYS, "optim")
+    check_keys(config["run"], RUN_DEFAULTS, "run")
+    reserved = [k for k in config["trainer"] if k in RESERVED_TRAINER_KEYS]
+    if reserved:
+        raise ConfigError(f"trainer.{reserved[0]}: set by the framework from `run:`; remove it")
+    check_against_signature(config["trainer"], L.Trainer.__init__, "trainer")
+    return config
+
+
+def run_directory(run: dict[str, Any], task: str, resume_dir: Path | None = None) -> Path:
+    """``<root>/<name>/version_<k>``, a fresh version unless resuming into an existing one."""
+    if resume_dir is not None:
+        return resume_dir
+    base = Path(run["root"]) / (run["name"] or task)
+    if run["version"] is not None:
+        return base / str(run["version"])
+    existing = [int(p.name.split("_")[1]) for p in base.glob("version_*") if p.name.split("_")[1].isdigit()]
+    return base / f"version_{max(existing, default=-1) + 1}"
+
+
+def build(config: dict[str, Any], run_dir: Path) -> RunObjects:
+    """Instantiate task, datamodule and trainer for a validated ``config``."""
+    package = task_package(config["task"])
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    datamodule = package.DATAMODULE(**config["data"])
+    task = package.TASK(loss=config["loss"], optim=config["optim"], **config["model"])
+    run = config["run"]
+    monitor = run["monitor"] or getattr(task, "MONITOR", None)
+    mode = run["mode"] or getattr(task, "MONITOR_MODE", "min")
+    checkpoints = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-{epoch:03d}",
+            monitor=monitor,
+            mode=mode,
+            save_last=True,
+            every_n_train_steps=run["checkpoint_every_n_steps"],
+        )
+    ]
+    callbacks: list[L.Callback] = [*checkpoints, ResumeDataPosition(), LearningRateMonitor()]
+    if config["trainer"].get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar(leave=True))
+    if run["plot"]:
+        callbacks.append(LossCurvePlot(run_dir / "plots"))
+    loggers = [
+        CSVLogger(run_dir, name="logs", version=""),
+        TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+    ]
+    trainer_kwargs = {"log_every_n_steps": 10, **config["trainer"]}
+    trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, callbacks=callbacks, **trainer_kwargs)
+    return RunObjects(config, task, datamodule, trainer, run_dir)

@@ -1,0 +1,46 @@
+"""Callbacks the framework adds to every run: mid-epoch resume position and loss-curve plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from tasks.sampling import SeededSampler
+from trainer.plots import plot_loss_curves
+
+
+class ResumeDataPosition(L.Callback):
+    """After resuming from a mid-epoch checkpoint, skip the samples that epoch already used.
+
+    Lightning restores the model, optimiser, loss state and loop counters; the train loader's
+    :class:`~tasks.sampling.SeededSampler` is told how many samples of the epoch were consumed,
+    so the remaining batches, and their augmentations, are exactly those of an uninterrupted run.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if not trainer.fit_loop.restarting or completed == 0:
+            return
+        loader = trainer.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, SeededSampler) and loader.batch_size:
+            sampler.skip(completed * loader.batch_size)
+
+
+class LossCurvePlot(L.Callback):
+    """Write ``loss_curves.png`` (train/val totals and per-term curves) when fitting ends."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, L.pytorch.loggers.CSVLogger):
+                logger.save()
+                metrics = Path(logger.log_dir) / "metrics.csv"
+                if metrics.is_file():
+                    plot_loss_curves(metrics, self.directory / "loss_curves.png")
+                return

@@ -1,0 +1,145 @@
+"""Command line: ``python train.py {fit,validate,test,predict,losses} ...``.
+
+    python train.py fit -c configs/segmentation/shapes.yaml loss.seg="dice + 0.5*focal"
+    python train.py fit --resume runs/shapes/version_0          # continue an interrupted run
+    python train.py test -c runs/shapes/version_0/config.yaml   # evaluate its best checkpoint
+    python train.py losses [NAME] [--family region]             # the catalogue / one loss card
+
+Config and loss errors print one message naming the config path and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+import losses
+from trainer.build import build, run_directory, validate
+from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, losses.LossConfigError) as err:
+        err_console.print(f"[bold red]config error:[/] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted: resume with `python train.py fit --resume <run dir>`")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("fit", "validate", "test", "predict"):
+        p = sub.add_parser(name, help=f"{name} a task from a YAML config")
+        p.add_argument("-c", "--config", help="YAML config (optional with --resume / --ckpt from a run folder)")
+        p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. loss.seg=dice trainer.max_epochs=3")
+        if name == "fit":
+            p.add_argument("--resume", nargs="?", const="latest", default=None,
+                           help="resume from a run folder or checkpoint; alone: the newest run of this config")
+        else:
+            p.add_argument("--ckpt", default=None, help="checkpoint or run folder (default: the newest run's best)")
+        p.set_defaults(handler=_run_stage, stage=name)
+    p = sub.add_parser("losses", help="list the loss catalogue or describe one loss")
+    p.add_argument("name", nargs="?", help="a loss name: print its formula, parameters and reference")
+    p.add_argument("--family", default=None, help=f"only this family ({', '.join(losses.FAMILIES)})")
+    p.add_argument("--task", default=None, help="only losses usable by this task")
+    p.set_defaults(handler=_losses)
+    return parser
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+    target = args.resume if args.stage == "fit" else args.ckpt
+    config_path = args.config
+    run_dir = ckpt = None
+    if target not in (None, "latest"):
+        run_dir, ckpt = _locate_checkpoint(Path(target), prefer_last=args.stage == "fit")
+        config_path = config_path or run_dir / CONFIG_FILENAME
+    if config_path is None:
+        raise ConfigError("-c/--config is required (or give --resume/--ckpt a run folder)")
+    cfg = load_config(config_path, args.overrides)
+    config = validate(cfg)
+    if target == "latest" or (args.stage != "fit" and ckpt is None):
+        run_dir = _latest_run(config)
+        run_dir, ckpt = _locate_checkpoint(run_dir, prefer_last=args.stage == "fit")
+    if args.stage == "fit":
+        run_dir = run_directory(config["run"], config["task"], resume_dir=run_dir)
+        save_config(cfg, run_dir)
+    objects = build(config, run_dir)
+    stage = getattr(objects.trainer, args.stage)
+    console.print(f"[bold]{args.stage}[/] {config['task']} -> {run_dir}" + (f" (from {ckpt})" if ckpt else ""))
+    result = stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    if args.stage == "fit":
+        _print_metrics(objects.trainer.callback_metrics, run_dir)
+    elif args.stage in ("validate", "test") and result:
+        _print_metrics(result[0], run_dir)
+    return 0
+
+
+def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:
+    """A checkpoint file or a run folder -> (run folder, checkpoint)."""
+    if path.is_file():
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return run_dir, path
+    checkpoints = path / "checkpoints"
+    if not checkpoints.is_dir():
+        raise ConfigError(f"{path}: not a checkpoint file or a run folder with checkpoints/")
+    last = checkpoints / "last.ckpt"
+    best = sorted(checkpoints.glob("best-*.ckpt"))
+    candidates = [last, *best[::-1]] if prefer_last else [*best[::-1], last]
+    for candidate in candidates:
+        if candidate.is_file():
+            return path, candidate
+    raise ConfigError(f"{checkpoints}: no checkpoint to resume from")
+
+
+def _latest_run(config: dict) -> Path:
+    base = Path(config["run"]["root"]) / (config["run"]["name"] or config["task"])
+    runs = sorted(base.glob("version_*"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise ConfigError(f"no earlier run under {base} to resume from or evaluate")
+    return runs[-1]
+
+
+def _print_metrics(metrics: dict, run_dir: Path) -> None:
+    table = Table(title=f"metrics ({run_dir})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        value = metrics[key]
+        table.add_row(key, f"{float(value):.4f}")
+    console.print(table)
+    plot = run_dir / "plots" / "loss_curves.png"
+    if plot.is_file():
+        console.print(f"loss curves: {plot}")
+
+
+def _losses(args: argparse.Namespace) -> int:
+    if args.name:
+        console.print(str(losses.info(args.name)), highlight=False)
+        return 0
+    families = [args.family] if args.family else list(losses.FAMILIES)
+    table = Table(title="loss catalogue  (python train.py losses NAME for formula and reference)")
+    for column in ("family", "name", "summary"):
+        table.add_column(column)
+    for family in families:
+        for name in losses.available(family=family, task=args.task):
+            table.add_row(family, name, losses.info(name).summary)
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Load, merge and validate run configs (OmegaConf) before any data is touched.
+
+A run is one YAML file. ``extends:`` names base files (relative to the file) merged first;
+command-line ``key=value`` overrides are applied last. Loss slots are normalised to their
+explicit ``{name, params}`` form before overrides, so ``loss.seg.params.gamma=2`` works on
+a slot written as ``seg: focal``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import losses
+
+TOP_LEVEL_KEYS = ("task", "seed", "model", "data", "loss", "optim", "trainer", "run")
+OPTIM_KEYS = ("name", "lr", "weight_decay", "scheduler", "momentum", "betas", "step_size", "nesterov")
+RUN_DEFAULTS = {
+    "root": "runs",
+    "name": None,
+    "version": None,
+    "checkpoint_every_n_steps": None,
+    "monitor": None,
+    "mode": None,
+    "plot": True,
+}
+CONFIG_FILENAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A run config is invalid; the message names the config path and what was expected."""
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> DictConfig:
+    """Read ``path`` with its ``extends:`` chain, then apply dotlist ``overrides``."""
+    cfg = _load_with_extends(Path(path), seen=())
+    cfg = normalise_loss_slots(cfg)
+    for item in overrides:
+        apply_override(cfg, item)
+    for key, value in RUN_DEFAULTS.items():
+        if OmegaConf.select(cfg, f"run.{key}", default="__missing__") == "__missing__":
+            OmegaConf.update(cfg, f"run.{key}", value, force_add=True)
+    return cfg
+
+
+def _load_with_extends(path: Path, seen: tuple[Path, ...]) -> DictConfig:
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        where = f" (extended from {seen[-1]})" if seen else ""
+        raise ConfigError(f"config file {path} not found{where}")
+    if path in seen:
+        raise ConfigError(f"extends: cycle {' -> '.join(map(str, (*seen, path)))}")
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, ValueError) as err:
+        raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: a config must be a mapping at the top level")
+    bases = cfg.pop("extends", None)
+    if bases is None:
+        return cfg
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    merged = OmegaConf.create()
+    for base in bases:
+        base_cfg = normalise_loss_slots(_load_with_extends(path.parent / str(base), (*seen, path)))
+        merged = OmegaConf.merge(merged, base_cfg)
+    return OmegaConf.merge(merged, normalise_loss_slots(cfg))
+
+
+def normalise_loss_slots(cfg: DictConfig) -> DictConfig:
+    """Rewrite each single-name loss slot ``seg: focal`` as ``seg: {name: focal, params: {}}``."""
+    loss = cfg.get("loss")
+    if not isinstance(loss, DictConfig):
+        return cfg
+    for slot in list(loss.keys()):
+        value = loss[slot]
+        if slot != "balance" and isinstance(value, str) and "+" not in value and "*" not in value:
+            loss[slot] = {"name": value.strip(), "params": {}}
+        elif isinstance(value, DictConfig) and "name" in value and "params" not in value:
+            value["params"] = {}
+    return cfg
+
+
+def apply_override(cfg: DictConfig, item: str) -> None:
+    """Apply one ``key=value`` override (value parsed as YAML, replacing lists/strings whole)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.seg=dice or trainer.max_epochs=5")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = OmegaConf.select(OmegaConf.from_dotlist([f"value={raw}"]), "value")
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"override {item!r}: cannot parse value: {err}") from None
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if parent is not None and not isinstance(parent, DictConfig):
+        raise ConfigError(f"override {item!r}: {parent_key} is {parent!r}, not a mapping")
+    if key.startswith("loss.") and key.count(".") == 1 and isinstance(value, str):
+        value = OmegaConf.to_container(normalise_loss_slots(OmegaConf.create({"loss": {leaf: value}})))["loss"][leaf]
+    OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve interpolations and return plain Python containers."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot resolve config: {err}") from None
+
+
+def save_config(cfg: DictConfig, directory: Path) -> Path:
+    """Write the fully resolved config to ``directory/config.yaml``; that file alone repeats the run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / CONFIG_FILENAME
+    OmegaConf.save(OmegaConf.create(to_container(cfg)), out)
+    return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_keys(section: Mapping[str, Any], accepted: Iterable[str], where: str) -> None:
+    """Unknown keys in ``section`` -> ConfigError naming the path and the accepted keys."""
+    accepted = list(accepted)
+    unknown = [k for k in section if k not in accepted]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.6)
+            hints.append(f"{where}.{key}" + (f" (did you mean {where}.{close[0]}?)" if close else ""))
+        raise ConfigError(f"unknown config key(s): {', '.join(hints)}. Accepted under {where}: {', '.join(accepted)}")
+
+
+def check_against_signature(section: Mapping[str, Any], func: Any, where: str, skip: Iterable[str] = ()) -> None:
+    """Check keys and simple types of ``section`` against ``func``'s parameters and type hints."""
+    params = {
+        name: p
+        for name, p in inspect.signature(func).parameters.items()
+        if name not in ("self", *skip) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    check_keys(section, params, where)
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable annotations in third-party code: keys are still checked
+        hints = {}
+    for key, value in section.items():
+        expected = hints.get(key)
+        if expected is not None and not _matches(value, expected):
+            raise ConfigError(f"{where}.{key}: expected {_type_name(expected)}, got {value!r} ({type(value).__name__})")
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if expected is Any or expected is inspect.Parameter.empty:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(expected))
+    if origin is typing.Literal:
+        return value in typing.get_args(expected)
+    if expected is type(None):
+        return value is None
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple, typing.Sequence, Iterable):
+        return isinstance(value, (list, tuple))
+    if origin in (dict, typing.Mapping) or expected in (dict, typing.Mapping):
+        return isinstance(value, dict)
+    if isinstance(expected, type):
+        if expected in (list, tuple):
+            return isinstance(value, (list, tuple))
+        return isinstance(value, expected) or expected in (Path,) and isinstance(value, str)
+    return True
+
+
+def _type_name(expected: Any) -> str:
+    return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+
+
+def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, tuple[str, ...]]) -> None:
+    """Every slot exists for the task, every term is a known loss of a family the slot takes."""
+    for slot, spec in loss.items():
+        if slot == "balance":
+            if spec not in ("fixed", "uncertainty"):
+                raise ConfigError(f"loss.balance: expected 'fixed' or 'uncertainty', got {spec!r}")
+            continue
+        if slot not in slots:
+            raise ConfigError(f"loss.{slot}: this task has no such loss slot; slots: {', '.join(slots)}")
+        where = f"loss.{slot}"
+        try:
+            terms = losses.parse_spec(spec, where)
+        except losses.LossConfigError as err:
+            raise ConfigError(str(err)) from None
+        families = slots[slot]
+        for term in terms:
+            entry = losses.get(term.name)
+            if entry.family not in families:
+                fitting = [n for fam in families for n in losses.available(family=fam)]
+                raise ConfigError(
+                    f"{where}: {term.name!r} is a{'n' if entry.family[0] in 'aeiou' else ''} {entry.family} loss; "
+                    f"{slot} slots take {'/'.join(families)} losses: {', '.join(fitting)}"
+                )

@@ -1,0 +1,65 @@
+"""Loss-curve plots from Lightning's CSV metrics."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """``metrics.csv`` -> {metric: [(epoch, value), ...]} using each row's epoch (or step)."""
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            x = row.get("epoch") or row.get("step") or ""
+            if not x:
+                continue
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in ("", None):
+                    continue
+                number = float(value)
+                if math.isfinite(number):
+                    series[key].append((float(x), number))
+    return series
+
+
+def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
+    """Three panels: per-slot train/val totals, per-term train values, validation metrics."""
+    series = read_metrics(metrics_csv)
+    totals = {k: v for k, v in series.items() if _is_total(k)}
+    terms = {k: v for k, v in series.items() if k.startswith("train/loss/") and k.endswith("_epoch") and k not in totals}
+    scores = {k: v for k, v in series.items() if k.startswith("val/") and "/loss" not in k}
+    if not totals:
+        return None
+    panels = [("loss (per epoch)", totals), ("train loss terms (unweighted)", terms), ("validation metrics", scores)]
+    panels = [p for p in panels if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, data) in zip(axes[0], panels):
+        for name, points in sorted(data.items()):
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", markersize=3, label=name.removesuffix("_epoch"))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _is_total(key: str) -> bool:
+    """``train/loss/<slot>_epoch``, ``val/loss/<slot>`` or the overall ``train/loss_epoch``."""
+    if key.startswith("train/loss") and key.endswith("_epoch"):
+        return key.removeprefix("train/loss").removesuffix("_epoch").count("/") <= 1
+    if key.startswith("val/loss"):
+        return key.removeprefix("val/loss").count("/") <= 1
+    return False
