@@ -118,8 +118,9 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
-        value = metrics[key]
-        table.add_row(key, f"{float(value):.4f}")
+        if key.endswith("_step") or f"{key}_epoch" in metrics:
+            continue  # the per-epoch value is shown once, without its suffix
+        table.add_row(key.removesuffix("_epoch"), f"{float(metrics[key]):.4f}")
     console.print(table)
     plot = run_dir / "plots" / "loss_curves.png"
     if plot.is_file():
