@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -100,6 +101,8 @@ def run_directory(run: dict[str, Any], task: str, resume_dir: Path | None = None
 
 def build(config: dict[str, Any], run_dir: Path) -> RunObjects:
     """Instantiate task, datamodule and trainer for a validated ``config``."""
+    # Tasks' SeededSampler + ResumeDataPosition resume mid-epoch exactly; Lightning cannot see that.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     package = task_package(config["task"])
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = package.DATAMODULE(**config["data"])
@@ -122,6 +125,7 @@ def build(config: dict[str, Any], run_dir: Path) -> RunObjects:
         callbacks.append(RichProgressBar(leave=True))
     if run["plot"]:
         callbacks.append(LossCurvePlot(run_dir / "plots"))
+    _keep_previous_metrics(run_dir / "logs")
     loggers = [
         CSVLogger(run_dir, name="logs", version=""),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
@@ -129,3 +133,12 @@ def build(config: dict[str, Any], run_dir: Path) -> RunObjects:
     trainer_kwargs = {"log_every_n_steps": 10, **config["trainer"]}
     trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, callbacks=callbacks, **trainer_kwargs)
     return RunObjects(config, task, datamodule, trainer, run_dir)
+
+
+def _keep_previous_metrics(log_dir: Path) -> None:
+    """Lightning's CSVLogger overwrites ``metrics.csv`` when a run resumes into its folder;
+    keep the earlier part as ``metrics.part<k>.csv`` so plots show the whole history."""
+    current = log_dir / "metrics.csv"
+    if current.is_file():
+        parts = len(list(log_dir.glob("metrics.part*.csv")))
+        current.rename(log_dir / f"metrics.part{parts}.csv")

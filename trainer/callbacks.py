@@ -19,14 +19,17 @@ class ResumeDataPosition(L.Callback):
     so the remaining batches, and their augmentations, are exactly those of an uninterrupted run.
     """
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        if not trainer.fit_loop.restarting or completed == 0:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning runs no epoch-start hooks when it restarts mid-epoch, so this is the place.
+        # `processed` counts batches whose step ran (a checkpoint written in on_train_batch_end
+        # has not yet marked its batch `completed`; Lightning completes it on restore).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if not trainer.fit_loop.restarting or not 0 < done < trainer.num_training_batches:
             return
         loader = trainer.train_dataloader
         sampler = getattr(loader, "sampler", None)
         if isinstance(sampler, SeededSampler) and loader.batch_size:
-            sampler.skip(completed * loader.batch_size)
+            sampler.skip(done * loader.batch_size)
 
 
 class LossCurvePlot(L.Callback):
@@ -40,7 +43,5 @@ class LossCurvePlot(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, L.pytorch.loggers.CSVLogger):
                 logger.save()
-                metrics = Path(logger.log_dir) / "metrics.csv"
-                if metrics.is_file():
-                    plot_loss_curves(metrics, self.directory / "loss_curves.png")
+                plot_loss_curves(Path(logger.log_dir), self.directory / "loss_curves.png")
                 return

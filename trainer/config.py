@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import losses
+from losses.registry import check_params
 
 TOP_LEVEL_KEYS = ("task", "seed", "model", "data", "loss", "optim", "trainer", "run")
 OPTIM_KEYS = ("name", "lr", "weight_decay", "scheduler", "momentum", "betas", "step_size", "nesterov")
@@ -204,8 +205,11 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, tuple[str, .
         except losses.LossConfigError as err:
             raise ConfigError(str(err)) from None
         families = slots[slot]
-        for term in terms:
-            entry = losses.get(term.name)
+        for i, term in enumerate(terms):
+            try:
+                entry = check_params(term.name, term.params)
+            except losses.LossConfigError as err:
+                raise ConfigError(f"{where if len(terms) == 1 else f'{where}[{i}]'}: {err}") from None
             if entry.family not in families:
                 fitting = [n for fam in families for n in losses.available(family=fam)]
                 raise ConfigError(

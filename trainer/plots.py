@@ -13,11 +13,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """``metrics.csv`` -> {metric: [(epoch, value), ...]} using each row's epoch (or step)."""
+def metrics_files(log_dir: Path) -> list[Path]:
+    """The CSV logs of a run in order: parts written before each resume, then ``metrics.csv``."""
+    parts = sorted(log_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part")))
+    return [*parts, *([log_dir / "metrics.csv"] if (log_dir / "metrics.csv").is_file() else [])]
+
+
+def read_metrics(log_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """CSV logs -> {metric: [(epoch, value), ...]} using each row's epoch (or step)."""
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
+    for rows in map(_read_rows, metrics_files(log_dir)):
+        for row in rows:
             x = row.get("epoch") or row.get("step") or ""
             if not x:
                 continue
@@ -30,9 +36,14 @@ def read_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
-def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def plot_loss_curves(log_dir: Path, out_png: Path) -> Path | None:
     """Three panels: per-slot train/val totals, per-term train values, validation metrics."""
-    series = read_metrics(metrics_csv)
+    series = read_metrics(log_dir)
     totals = {k: v for k, v in series.items() if _is_total(k)}
     terms = {k: v for k, v in series.items() if k.startswith("train/loss/") and k.endswith("_epoch") and k not in totals}
     scores = {k: v for k, v in series.items() if k.startswith("val/") and "/loss" not in k}
@@ -45,6 +56,8 @@ def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
         for name, points in sorted(data.items()):
             xs, ys = zip(*sorted(points))
             ax.plot(xs, ys, marker="o", markersize=3, label=name.removesuffix("_epoch"))
+        if title.startswith(("loss", "train loss")) and all(y > 0 for pts in data.values() for _, y in pts):
+            ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -31,7 +31,6 @@ from tasks.segmentation.shapes import CLASSES, generate_shapes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_ROOT = Path("data/generated/shapes_segmentation")
 
 
 def read_mask(path: Path, palette: Sequence[Sequence[int]] | None = None, ignore_index: int = 255) -> np.ndarray:
@@ -99,7 +98,11 @@ def build_transforms(train: bool, image_size: int | None) -> v2.Transform:
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """Image/mask folders (``root``), or the embedded shapes set when ``root`` is null."""
+    """Image/mask folders (``root``), or the embedded shapes set when ``root`` is null.
+
+    The shapes set is generated on first use under ``cache_dir`` (relative to the working
+    directory) with the settings in ``shapes`` (num_train, num_val, size, seed).
+    """
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_index: int = 255,
         augment: bool = True,
         shapes: dict[str, Any] | None = None,
+        cache_dir: str = "data/generated/shapes_segmentation",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -126,15 +130,20 @@ class SegmentationDataModule(L.LightningDataModule):
         self.ignore_index = ignore_index
         self.augment = augment
         self.shapes = dict(shapes or {})
+        accepted = ("num_train", "num_val", "size", "seed")
+        if set(self.shapes) - set(accepted):
+            raise ValueError(f"data.shapes: unknown key(s) {sorted(set(self.shapes) - set(accepted))}; "
+                             f"accepted: {', '.join(accepted)}")
+        self.cache_dir = Path(cache_dir)
         self.seed = seed
         self.class_names: tuple[str, ...] | None = CLASSES if root is None else None
 
     def prepare_data(self) -> None:
         if self.root is None:
-            generate_shapes(DEFAULT_ROOT, **self.shapes)
+            generate_shapes(self.cache_dir, **self.shapes)
 
     def _dataset(self, stage: str) -> MaskFolderDataset:
-        root = self.root if self.root is not None else DEFAULT_ROOT
+        root = self.root if self.root is not None else generate_shapes(self.cache_dir, **self.shapes)
         split_dir = root / self.splits[stage]
         if not split_dir.is_dir():
             raise FileNotFoundError(f"data.root: {split_dir} does not exist (expected {root}/<split>/images|masks)")
@@ -142,8 +151,6 @@ class SegmentationDataModule(L.LightningDataModule):
         return MaskFolderDataset(split_dir, transform, self.palette, self.ignore_index)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.root is None:
-            generate_shapes(DEFAULT_ROOT, **self.shapes)  # every rank: cheap when already written
         if stage in ("fit", None):
             self.train_set = self._dataset("train")
             self.val_set = self._dataset("val")

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 CLASSES = ("background", "disc", "square", "triangle")
 PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200)]
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def _textures() -> dict[str, np.ndarray]:
@@ -37,6 +37,7 @@ def _tinted_crop(texture: np.ndarray, size: int, rng: np.random.Generator, tint:
 
 
 _CLASS_TEXTURE = {1: "gravel", 2: "brick", 3: "grass"}
+_CLASS_TINT = {1: (1.0, 0.45, 0.3), 2: (0.35, 1.0, 0.45), 3: (0.4, 0.55, 1.0)}  # a bias, jittered per object
 
 
 def render_sample(rng: np.random.Generator, textures: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,16 +66,21 @@ def render_sample(rng: np.random.Generator, textures: dict[str, np.ndarray], siz
                        for k in range(3)]
             draw.polygon(corners, fill=1)
         inside = np.asarray(shape_mask, bool)
-        fill = _tinted_crop(textures[_CLASS_TEXTURE[label]], size, rng, rng.uniform(0.3, 1.0, 3))
+        tint = 0.6 * np.asarray(_CLASS_TINT[label]) + rng.uniform(0.0, 0.4, 3)
+        fill = _tinted_crop(textures[_CLASS_TEXTURE[label]], size, rng, tint)
         image[inside] = fill[inside]
         mask[inside] = label
     noise = rng.normal(0.0, 0.03, image.shape)
     return (np.clip(image + noise, 0, 1) * 255).astype(np.uint8), mask
 
 
-def generate_shapes(root: Path, num_train: int = 192, num_val: int = 48, size: int = 96, seed: int = 0) -> Path:
-    """Write ``root/{train,val}/{images,masks}/*.png`` once; reuse it when it already matches."""
-    root = Path(root)
+def generate_shapes(cache_dir: Path, num_train: int = 192, num_val: int = 48, size: int = 96, seed: int = 0) -> Path:
+    """Write ``<cache_dir>/<settings>/{train,val}/{images,masks}/*.png`` once and return that folder.
+
+    Each combination of settings gets its own folder, so runs with different sizes never
+    overwrite each other; an existing folder whose ``dataset.json`` matches is reused.
+    """
+    root = Path(cache_dir) / f"v{GENERATOR_VERSION}_n{num_train}-{num_val}_s{size}_seed{seed}"
     meta = {"version": GENERATOR_VERSION, "num_train": num_train, "num_val": num_val, "size": size, "seed": seed,
             "classes": list(CLASSES)}
     stamp = root / "dataset.json"

@@ -1,0 +1,80 @@
+"""Config loading (extends, overrides) and validation before any data is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from trainer.build import validate
+from trainer.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPES = REPO / "configs" / "segmentation" / "shapes.yaml"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_extends_merges_base_first_and_overrides_apply_last(tmp_path):
+    write(tmp_path / "base.yaml", "task: segmentation\nseed: 1\nmodel: {num_classes: 4}\ntrainer: {max_epochs: 3}\n")
+    child = write(tmp_path / "child.yaml", "extends: base.yaml\ntrainer: {max_epochs: 5}\n")
+    cfg = load_config(child, ["seed=7", "model.mode=binary"])
+    assert cfg.seed == 7 and cfg.trainer.max_epochs == 5 and cfg.model.num_classes == 4 and cfg.model.mode == "binary"
+    assert "extends" not in cfg
+
+
+def test_extends_cycle_and_missing_file_are_errors(tmp_path):
+    write(tmp_path / "a.yaml", "extends: b.yaml\n")
+    write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_loss_override_replaces_a_list_with_shorthand():
+    cfg = load_config(SHAPES, ["loss.seg=dice + 0.5*focal"])
+    assert cfg.loss.seg == "dice + 0.5*focal"
+    validate(cfg)
+
+
+def test_loss_param_override_on_a_named_slot():
+    cfg = load_config(SHAPES, ["loss.seg=focal", "loss.seg.params.gamma=3"])
+    assert OmegaConf.to_container(cfg.loss.seg) == {"name": "focal", "params": {"gamma": 3}}
+
+
+def test_shapes_recipe_is_valid():
+    config = validate(load_config(SHAPES))
+    assert config["task"] == "segmentation" and config["run"]["root"] == "runs"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["modle.arch=unet"], r"config\.modle"),
+        (["model.achr=unet"], r"model\.achr \(did you mean model\.arch\?\)"),
+        (["model.num_classes=four"], r"model\.num_classes: expected int"),
+        (["data.batch_size=2.5"], r"data\.batch_size: expected int"),
+        (["trainer.max_epoch=3"], r"trainer\.max_epoch \(did you mean trainer\.max_epochs\?\)"),
+        (["trainer.logger=false"], r"trainer\.logger: set by the framework"),
+        (["optim.learning_rate=0.1"], r"optim\.learning_rate"),
+        (["task=segmentaton"], "task: expected one of"),
+        (["loss.seg=dcie"], r"loss\.seg: unknown loss 'dcie'\. Did you mean 'dice'"),
+        (["loss.seg=focal", "loss.seg.params.gama=2"], r"loss\.seg: loss 'focal'.*'gama'.*did you mean 'gamma'"),
+        (["loss.seg=giou"], r"loss\.seg: 'giou' is an overlap loss; seg slots take region/classification/compound"),
+        (["loss.box=giou"], r"loss\.box: this task has no such loss slot"),
+        (["loss.balance=learned"], r"loss\.balance"),
+    ],
+)
+def test_invalid_configs_name_the_path(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(load_config(SHAPES, overrides))
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(SHAPES, ["trainer.max_epochs"])
