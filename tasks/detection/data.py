@@ -1,0 +1,300 @@
+"""COCO-json and Pascal-VOC-xml detection datasets, box-aware augmentation, collate, the datamodule.
+
+A sample is ``(image, target)``: ``image`` float (3, H, W) in [0, 1] (the detector normalises
+and resizes), ``target`` a dict with ``boxes`` (n, 4) xyxy in pixels, ``labels`` (n,) int64 in
+``0..K-1``, ``iscrowd`` (n,) bool and ``image_id``. Labels are contiguous: COCO category ids
+are sorted and numbered from 0, VOC class names follow ``class_names``.
+
+Crowd and ignored objects (COCO ``iscrowd: 1`` or ``ignore: 1``, VOC ``difficult``) stay in the
+target with ``iscrowd`` set: the task drops them from the training targets (torchvision's
+FCOS/RetinaNet have no ignore regions, so they must not become positives) and hands them to
+``MeanAveragePrecision`` as crowd regions (detections on them are neither TP nor FP).
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from tasks.detection.shapes import CLASSES as SHAPE_CLASSES
+from tasks.detection.shapes import generate_shapes
+from tasks.sampling import SampleKey, SeededSampler
+
+Target = dict[str, Any]
+FORMATS = ("shapes", "coco", "voc")
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "data" / "generated" / "shapes_detection"
+
+
+def _empty_target(image_id: int) -> Target:
+    return {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64),
+            "iscrowd": torch.zeros(0, dtype=torch.bool), "image_id": image_id}
+
+
+def _make_target(boxes: list[list[float]], labels: list[int], crowd: list[bool], image_id: int,
+                 width: int, height: int) -> Target:
+    """Clip xyxy boxes to the image and drop those with no area left."""
+    if not boxes:
+        return _empty_target(image_id)
+    xyxy = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
+    xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
+    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    return {"boxes": xyxy[keep], "labels": torch.tensor(labels, dtype=torch.int64)[keep],
+            "iscrowd": torch.tensor(crowd, dtype=torch.bool)[keep], "image_id": image_id}
+
+
+class _DetectionDataset(Dataset):
+    """Shared ``__getitem__``: read the image, wrap as tv_tensors, apply the transform with the sample's seed."""
+
+    class_names: tuple[str, ...]
+    transform: v2.Transform | None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> tuple[Path, Target]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Target]:
+        index, seed = (key.index, key.seed) if isinstance(key, SampleKey) else (int(key), int(key))
+        path, target = self.load(index)
+        pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        image = tv_tensors.Image(pixels)
+        target = dict(target, boxes=tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
+                                                             canvas_size=tuple(pixels.shape[-2:])))
+        transform = self.transform or v2.ToDtype(torch.float32, scale=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            image, target = transform(image, target)
+        target["boxes"] = target["boxes"].as_subclass(Tensor)
+        return image.as_subclass(Tensor), target
+
+
+class CocoDetection(_DetectionDataset):
+    """Images + a COCO ``instances`` json. Category ids are remapped to labels ``0..K-1`` in id order."""
+
+    def __init__(self, images_dir: str | Path, annotation_file: str | Path,
+                 transform: v2.Transform | None = None) -> None:
+        self.images_dir = Path(images_dir)
+        annotation_file = Path(annotation_file)
+        if not annotation_file.is_file():
+            raise FileNotFoundError(f"data: COCO annotation file {annotation_file} does not exist")
+        coco = json.loads(annotation_file.read_text())
+        categories = sorted(coco.get("categories", []), key=lambda c: c["id"])
+        if not categories:
+            raise ValueError(f"data: {annotation_file} lists no categories")
+        self.category_ids = [c["id"] for c in categories]
+        self.class_names = tuple(str(c["name"]) for c in categories)
+        label_of = {cid: i for i, cid in enumerate(self.category_ids)}
+        per_image: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in coco["images"]}
+        for ann in coco.get("annotations", []):
+            if ann["category_id"] not in label_of:
+                raise ValueError(f"data: {annotation_file}: annotation {ann.get('id')} has category_id "
+                                 f"{ann['category_id']} not in categories {self.category_ids}")
+            per_image.setdefault(ann["image_id"], []).append(ann)
+        self.items = []
+        for img in sorted(coco["images"], key=lambda i: i["id"]):
+            anns = per_image[img["id"]]
+            boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
+            labels = [label_of[a["category_id"]] for a in anns]
+            crowd = [bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0)) for a in anns]
+            target = _make_target(boxes, labels, crowd, int(img["id"]), int(img["width"]), int(img["height"]))
+            self.items.append((self.images_dir / img["file_name"], target))
+        self.transform = transform
+
+    def load(self, index: int) -> tuple[Path, Target]:
+        return self.items[index]
+
+
+def parse_voc_xml(path: Path, class_names: Sequence[str]) -> tuple[str, Target]:
+    """One VOC annotation -> (image file name, target). ``difficult`` objects are flagged as crowd.
+
+    VOC corners are 1-based inclusive pixel indices; they become continuous coordinates
+    ``(xmin - 1, ymin - 1, xmax, ymax)``.
+    """
+    root = ET.parse(path).getroot()
+    size = root.find("size")
+    width, height = int(size.findtext("width")), int(size.findtext("height"))
+    boxes, labels, crowd = [], [], []
+    for obj in root.iter("object"):
+        name = obj.findtext("name", "").strip()
+        if name not in class_names:
+            raise ValueError(f"data: {path}: class {name!r} is not in data.class_names {list(class_names)}")
+        bb = obj.find("bndbox")
+        x0, y0, x1, y1 = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        boxes.append([x0 - 1, y0 - 1, x1, y1])
+        labels.append(class_names.index(name))
+        crowd.append(obj.findtext("difficult", "0").strip() == "1")
+    image_id = int(path.stem) if path.stem.isdigit() else abs(hash(path.stem)) % (2**31)
+    filename = root.findtext("filename") or f"{path.stem}.jpg"
+    return filename, _make_target(boxes, labels, crowd, image_id, width, height)
+
+
+class VocDetection(_DetectionDataset):
+    """Pascal-VOC layout: ``Annotations/*.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
+
+    Without the split file every xml in ``Annotations`` is used.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", class_names: Sequence[str] = VOC_CLASSES,
+                 transform: v2.Transform | None = None) -> None:
+        root = Path(root)
+        split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+        if split_file.is_file():
+            ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+            xmls = [root / "Annotations" / f"{i}.xml" for i in ids]
+        else:
+            xmls = sorted((root / "Annotations").glob("*.xml"))
+        if not xmls:
+            raise FileNotFoundError(f"data: no VOC annotations for split {split!r} under {root}/Annotations")
+        self.class_names = tuple(class_names)
+        self.items = []
+        for xml in xmls:
+            filename, target = parse_voc_xml(xml, self.class_names)
+            self.items.append((root / "JPEGImages" / filename, target))
+        self.transform = transform
+
+    def load(self, index: int) -> tuple[Path, Target]:
+        return self.items[index]
+
+
+def _labels_and_crowd(inputs: tuple[Any, Target]) -> tuple[Tensor, Tensor]:
+    """What :class:`v2.SanitizeBoundingBoxes` filters together with the boxes."""
+    return inputs[1]["labels"], inputs[1]["iscrowd"]
+
+
+def build_transforms(train: bool, flip: bool = True, scale_range: Sequence[float] = (0.75, 1.25),
+                     translate: float = 0.1, photometric: bool = True) -> v2.Transform:
+    """Box-aware augmentation (image and boxes move together), then float [0, 1].
+
+    Scale jitter is a scale+translate affine on a fixed canvas (boxes stay exact: no rotation),
+    followed by clamping and removal of boxes that left the image or became slivers.
+    """
+    steps: list[v2.Transform] = []
+    if train:
+        if flip:
+            steps.append(v2.RandomHorizontalFlip())
+        if tuple(scale_range) != (1.0, 1.0) or translate > 0:
+            steps.append(v2.RandomApply([v2.RandomAffine(degrees=0.0, translate=(translate, translate),
+                                                         scale=tuple(scale_range))], p=0.5))
+        if photometric:
+            steps.append(v2.RandomPhotometricDistort(p=0.5))
+        steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2.0, labels_getter=_labels_and_crowd)]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    return v2.Compose(steps)
+
+
+def collate(batch: Sequence[tuple[Tensor, Target]]) -> tuple[list[Tensor], list[Target]]:
+    """Variable box counts (and image sizes): lists, batched later by the detector's transform."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+class DetectionDataModule(L.LightningDataModule):
+    """COCO-json, VOC-xml, or the embedded shapes set (``format: shapes``, generated on first use).
+
+    Paths for ``coco`` are relative to ``root`` (absolute paths also work); ``voc`` reads
+    ``root`` as a VOC year folder with ``train_split``/``val_split`` image-set names.
+    After ``setup`` the datamodule knows ``class_names`` and ``num_classes``.
+    """
+
+    def __init__(
+        self,
+        format: str = "shapes",
+        root: str | None = None,
+        train_images: str = "train2017",
+        train_annotations: str = "annotations/instances_train2017.json",
+        val_images: str = "val2017",
+        val_annotations: str = "annotations/instances_val2017.json",
+        train_split: str = "train",
+        val_split: str = "val",
+        class_names: list[str] | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        augment: bool = True,
+        flip: bool = True,
+        scale_range: tuple[float, float] = (0.75, 1.25),
+        translate: float = 0.1,
+        photometric: bool = True,
+        cache_dir: str | None = None,
+        shapes: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if format not in FORMATS:
+            raise ValueError(f"data.format: expected one of {FORMATS}, got {format!r}")
+        if format != "shapes" and root is None:
+            raise ValueError(f"data.root: required for format {format!r}")
+        self.format = format
+        self.root = Path(root) if root is not None else None
+        self.paths = {"train": (train_images, train_annotations, train_split),
+                      "val": (val_images, val_annotations, val_split)}
+        self.voc_classes = tuple(class_names) if class_names else VOC_CLASSES
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.aug = {"flip": flip, "scale_range": tuple(scale_range), "translate": translate, "photometric": photometric}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+        self.shapes = dict(shapes or {})
+        self.seed = seed
+        self.class_names: tuple[str, ...] | None = SHAPE_CLASSES if format == "shapes" else None
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.class_names is None else len(self.class_names)
+
+    def prepare_data(self) -> None:
+        if self.format == "shapes":
+            generate_shapes(self.cache_dir, **self.shapes)
+
+    def dataset(self, stage: str, train: bool | None = None) -> _DetectionDataset:
+        """The ``train`` or ``val`` dataset (augmented when ``train``; default: stage == 'train')."""
+        augment = (stage == "train" and self.augment) if train is None else train
+        transform = build_transforms(augment, **self.aug)
+        images, annotations, split = self.paths[stage]
+        if self.format == "voc":
+            dataset: _DetectionDataset = VocDetection(self.root, split, self.voc_classes, transform)
+        else:
+            root = generate_shapes(self.cache_dir, **self.shapes) if self.format == "shapes" else self.root
+            if self.format == "shapes":
+                images, annotations = stage, f"annotations/{stage}.json"
+            dataset = CocoDetection(root / images, root / annotations, transform)
+        self.class_names = dataset.class_names
+        return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.train_set = self.dataset("train")
+        if stage in ("fit", "validate", "test", "predict", None):
+            self.val_set = self.dataset("val")
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate,
+                          sampler=SeededSampler(dataset, shuffle=shuffle, seed=self.seed),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

@@ -1,0 +1,177 @@
+"""One-stage object detection (FCOS, RetinaNet) with registry ``cls`` / ``box`` / ``centerness`` slots.
+
+The training step is torchvision's: the detector assigns anchors to ground truth and its head
+(see :mod:`tasks.detection.model`) evaluates the slots on the matched pairs, normalised by the
+number of foreground anchors exactly as torchvision does. Every slot loss runs with
+``reduction="sum"`` for that reason (set for you; another reduction is an error). Validation
+reports COCO mAP, mAP@0.5 and mAP@0.75 (``MeanAveragePrecision``, pycocotools backend) and
+draws ``predictions/epoch_XXX.png`` (ground truth green, predictions red) under the run folder.
+
+``num_classes`` comes from the config; at ``setup`` it is checked against the datamodule's
+categories, so a mismatch fails before the first step with both numbers in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+from torchmetrics.detection import MeanAveragePrecision
+
+import losses
+from tasks.base import LossTask
+from tasks.detection.model import ARCHS, BOX_FAMILIES, build_detector
+from tasks.detection.plot import save_predictions
+
+Batch = tuple[list[Tensor], list[dict[str, Any]]]
+
+
+class DetectionTask(LossTask):
+    """FCOS / RetinaNet whose head losses come from the loss registry."""
+
+    LOSS_SLOTS = {"cls": ("classification",), "box": ("overlap", "regression"), "centerness": ("classification",)}
+    DEFAULT_LOSSES = {"cls": "focal", "box": "giou", "centerness": "bce"}
+    MONITOR = "val/map_50"
+    MONITOR_MODE = "max"
+
+    def __init__(
+        self,
+        arch: str = "fcos",
+        backbone: str = "resnet18",
+        num_classes: int = 3,
+        min_size: int = 256,
+        max_size: int = 256,
+        fpn_channels: int = 256,
+        weights_path: str | None = None,
+        trainable_layers: int | None = None,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.6,
+        detections_per_img: int = 100,
+        class_names: list[str] | None = None,
+        plot_every_n_epochs: int = 1,
+        plot_score_thresh: float = 0.3,
+        loss: Mapping[str, Any] | None = None,
+        optim: Mapping[str, Any] | None = None,
+    ) -> None:
+        if arch not in ARCHS:
+            raise ValueError(f"model.arch: {arch!r} is not one of {ARCHS}")
+        loss = dict(loss or {})
+        if arch == "retinanet" and loss.get("centerness") is not None:
+            raise losses.LossConfigError("loss.centerness: RetinaNet has no centerness branch; remove the slot")
+        super().__init__(loss=loss, optim=optim)
+        self.save_hyperparameters(ignore=["loss", "optim"])
+        if arch == "retinanet":
+            del self.loss_slots["centerness"]  # built from DEFAULT_LOSSES, but there is nothing to supervise
+        self._check_reductions()
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else None
+        self.plot_every_n_epochs = plot_every_n_epochs
+        self.plot_score_thresh = plot_score_thresh
+        self.model = build_detector(arch, backbone, num_classes, min_size, max_size, fpn_channels, weights_path,
+                                    trainable_layers, score_thresh, nms_thresh, detections_per_img)
+        self.model.head.slot_terms = self.slot_terms
+        self.model.head.box_family = self._box_family(loss.get("box", self.DEFAULT_LOSSES["box"]))
+        self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+
+    # ------------------------------------------------------------------ losses
+
+    def loss_defaults(self, slot: str) -> dict[str, Any]:
+        modes = {"cls": {"mode": "multilabel"}, "centerness": {"mode": "binary"}}
+        return {**modes.get(slot, {}), "reduction": "sum"}
+
+    def _check_reductions(self) -> None:
+        for slot, composite in self.loss_slots.items():
+            for name, term in zip(composite.names, composite.terms):
+                if getattr(term, "reduction", "sum") != "sum":
+                    raise losses.LossConfigError(
+                        f"loss.{slot}: {name!r} has reduction={term.reduction!r}; detection heads sum each loss and "
+                        "normalise by the number of foreground anchors (as torchvision does), so leave reduction unset")
+
+    @staticmethod
+    def _box_family(spec: Any) -> str:
+        """``overlap`` (decoded boxes) or ``regression`` (encoded deltas); mixing them in one slot is an error."""
+        families = {losses.get(term.name).family for term in losses.parse_spec(spec, "loss.box")}
+        if len(families) != 1 or not families <= set(BOX_FAMILIES):
+            raise losses.LossConfigError(
+                f"loss.box: terms must all be overlap losses (decoded boxes) or all regression losses (box deltas); "
+                f"got families {sorted(families)}")
+        return families.pop()
+
+    def slot_terms(self, slot: str, pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Evaluate one slot (summed); what the detector head calls on its matched pairs."""
+        return self.loss_slots[slot].forward_terms(pred, target)
+
+    def _log_losses(self, values: dict[str, Tensor], stage: str, batch_size: int) -> Tensor:
+        """Log ``<stage>/loss/<slot>`` (and ``.../<slot>/<term>`` for composites) and return the total."""
+        on_step = stage == "train"
+        for key, value in values.items():
+            self.log(f"{stage}/loss/{key}", value.detach(), on_step=on_step, on_epoch=True, sync_dist=not on_step,
+                     batch_size=batch_size)
+        total = sum(v for k, v in values.items() if "/" not in k)
+        self.log(f"{stage}/loss", total.detach(), on_step=on_step, on_epoch=True, sync_dist=not on_step,
+                 prog_bar=True, batch_size=batch_size)
+        return total
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_classes = getattr(datamodule, "class_names", None)
+        if data_classes is None:
+            return
+        if len(data_classes) != self.num_classes:
+            raise ValueError(f"model.num_classes={self.num_classes} but the data has {len(data_classes)} categories "
+                             f"{list(data_classes)}; set model.num_classes: {len(data_classes)}")
+        self.class_names = self.class_names or list(data_classes)
+
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return self.model(images)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, targets = batch
+        values = self.model(images, [_training_target(t) for t in targets])
+        return self._log_losses(values, "train", len(images))
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val", self.val_map)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test", self.test_map)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
+        return self(batch[0])
+
+    def _evaluate(self, batch: Batch, batch_idx: int, stage: str, metric: MeanAveragePrecision) -> None:
+        images, targets = batch
+        detections = self(images)
+        metric.update([{k: d[k] for k in ("boxes", "scores", "labels")} for d in detections],
+                      [{"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"].long()} for t in targets])
+        if stage == "val" and batch_idx == 0 and self._should_plot():
+            path = Path(self.trainer.default_root_dir) / "predictions" / f"epoch_{self.current_epoch:03d}.png"
+            save_predictions(images, targets, detections, path, self.class_names, self.plot_score_thresh,
+                             title=f"epoch {self.current_epoch}")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_map("val", self.val_map)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_map("test", self.test_map)
+
+    def _log_map(self, stage: str, metric: MeanAveragePrecision) -> None:
+        values = metric.compute()
+        metric.reset()
+        keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
+        self.log_dict({f"{stage}/{k}": values[k].float() for k in keys if k in values}, prog_bar=False)
+
+    def _should_plot(self) -> bool:
+        return (self.plot_every_n_epochs > 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking
+                and self.current_epoch % self.plot_every_n_epochs == 0)
+
+
+def _training_target(target: dict[str, Any]) -> dict[str, Tensor]:
+    """Crowd / ignored / difficult objects are no positives for torchvision's matchers: drop them."""
+    keep = ~target["iscrowd"]
+    return {"boxes": target["boxes"][keep], "labels": target["labels"][keep]}
