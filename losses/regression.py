@@ -159,7 +159,7 @@ class MAE(_Regression):
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         _check("mae", pred, target)
-        if weight is None:
+        if weight is None and pred.numel():
             return F.l1_loss(pred, target, reduction=self.reduction)
         return reduce(F.l1_loss(pred, target, reduction="none"), self.reduction, weight)
 
@@ -185,7 +185,7 @@ class MSE(_Regression):
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         _check("mse", pred, target)
-        if weight is None:
+        if weight is None and pred.numel():
             return F.mse_loss(pred, target, reduction=self.reduction)
         return reduce(F.mse_loss(pred, target, reduction="none"), self.reduction, weight)
 
@@ -292,7 +292,7 @@ class Huber(_Regression):
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         _check("huber", pred, target)
-        if weight is None:
+        if weight is None and pred.numel():
             return F.huber_loss(pred, target, reduction=self.reduction, delta=self.delta)
         return reduce(F.huber_loss(pred, target, reduction="none", delta=self.delta), self.reduction, weight)
 
@@ -326,7 +326,7 @@ class SmoothL1(_Regression):
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         _check("smooth_l1", pred, target)
-        if weight is None:
+        if weight is None and pred.numel():
             return F.smooth_l1_loss(pred, target, reduction=self.reduction, beta=self.beta)
         return reduce(F.smooth_l1_loss(pred, target, reduction="none", beta=self.beta), self.reduction, weight)
 
