@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("fit", "validate", "test", "predict"):
         p = sub.add_parser(name, help=f"{name} a task from a YAML config")
-        p.add_argument("-c", "--config", help="YAML config (optional with --resume / --ckpt from a run folder)")
+        p.add_argument("-c", "--config", action="append",
+                       help="YAML config; repeat to merge several (e.g. a recipe and configs/cluster/ddp.yaml)")
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. loss.seg=dice trainer.max_epochs=3")
         if name == "fit":
             p.add_argument("--resume", nargs="?", const="latest", default=None,
@@ -66,7 +67,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     run_dir = ckpt = None
     if target not in (None, "latest"):
         run_dir, ckpt = _locate_checkpoint(Path(target), prefer_last=args.stage == "fit")
-        config_path = config_path or run_dir / CONFIG_FILENAME
+        config_path = config_path or [run_dir / CONFIG_FILENAME]
     if config_path is None:
         raise ConfigError("-c/--config is required (or give --resume/--ckpt a run folder)")
     cfg = load_config(config_path, args.overrides)

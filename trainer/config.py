@@ -13,7 +13,7 @@ import inspect
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -39,10 +39,13 @@ class ConfigError(ValueError):
     """A run config is invalid; the message names the config path and what was expected."""
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> DictConfig:
-    """Read ``path`` with its ``extends:`` chain, then apply dotlist ``overrides``."""
-    cfg = _load_with_extends(Path(path), seen=())
-    cfg = normalise_loss_slots(cfg)
+def load_config(paths: str | Path | Sequence[str | Path], overrides: Iterable[str] = ()) -> DictConfig:
+    """Read one or more files (each with its ``extends:`` chain, merged left to right), then
+    apply dotlist ``overrides``: ``-c recipe.yaml -c configs/cluster/ddp.yaml key=value``."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    cfg = OmegaConf.create()
+    for path in paths:
+        cfg = OmegaConf.merge(cfg, normalise_loss_slots(_load_with_extends(Path(path), seen=())))
     for item in overrides:
         apply_override(cfg, item)
     for key, value in RUN_DEFAULTS.items():

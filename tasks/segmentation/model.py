@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -12,7 +13,11 @@ ARCHITECTURES = {name.lower(): name for name in ("Unet", "UnetPlusPlus", "FPN", 
                                                  "Linknet", "MAnet", "PAN", "UPerNet", "Segformer")}
 
 
-def build_model(arch: str, encoder: str, in_channels: int, out_channels: int, encoder_weights: str | None) -> nn.Module:
+NORMS = ("batch", "group")
+
+
+def build_model(arch: str, encoder: str, in_channels: int, out_channels: int, encoder_weights: str | None,
+                norm: str = "batch") -> nn.Module:
     """``smp.create_model`` with random init; ``encoder_weights`` is a local state-dict path or null.
 
     smp's named weights ("imagenet") download at run time, which is not possible offline, so
@@ -28,7 +33,28 @@ def build_model(arch: str, encoder: str, in_channels: int, out_channels: int, en
         raise ValueError(f"model.encoder: {encoder!r} is not an smp encoder ({err})") from None
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, Path(encoder_weights))
-    return model
+    if norm not in NORMS:
+        raise ValueError(f"model.norm: expected one of {NORMS}, got {norm!r}")
+    return batchnorm_to_groupnorm(model) if norm == "group" else model
+
+
+def batchnorm_to_groupnorm(module: nn.Module, max_groups: int = 32) -> nn.Module:
+    """Replace every ``BatchNorm2d`` by a ``GroupNorm`` (batch-size independent, Wu & He 2018).
+
+    Useful for tiny per-device batches, and what makes N-process and 1-process runs compute the
+    same function of the same global batch. Affine parameters are carried over.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            groups = math.gcd(max_groups, child.num_features)
+            norm = nn.GroupNorm(groups, child.num_features, eps=child.eps, affine=child.affine)
+            if child.affine:
+                norm.weight.data.copy_(child.weight.data)
+                norm.bias.data.copy_(child.bias.data)
+            setattr(module, name, norm)
+        else:
+            batchnorm_to_groupnorm(child, max_groups)
+    return module
 
 
 def load_encoder_weights(encoder: nn.Module, path: Path) -> None:

@@ -42,6 +42,7 @@ class SegmentationTask(LossTask):
         arch: str = "unet",
         encoder: str = "resnet18",
         encoder_weights: str | None = None,
+        norm: str = "batch",
         in_channels: int = 3,
         num_classes: int = 4,
         mode: str = "multiclass",
@@ -61,7 +62,7 @@ class SegmentationTask(LossTask):
         super().__init__(loss=loss, optim=optim)
         self.save_hyperparameters(ignore=["loss", "optim"])
         out_channels = {"binary": 1, "multiclass": num_classes, "multilabel": num_classes - 1}[mode]
-        self.model = build_model(arch, encoder, in_channels, out_channels, encoder_weights)
+        self.model = build_model(arch, encoder, in_channels, out_channels, encoder_weights, norm)
         self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
         self.overlay_every_n_epochs = overlay_every_n_epochs
         self.val_metrics = self._metrics("val")
