@@ -76,6 +76,44 @@ def _shape_error(name: str, mode: str, logits: Tensor, target: Tensor) -> LossIn
     )
 
 
+def _flatten(
+    name: str, mode: str, logits: Tensor, target: Tensor, from_logits: bool
+) -> tuple[Tensor, Tensor]:
+    """Validate shapes; return probabilities ``(N, C, S)`` and target ``(N, S)`` (multiclass) or ``(N, C, S)``."""
+    if mode not in MODES:
+        raise ValueError(f"{name}: mode must be one of {MODES}, got {mode!r}")
+    if logits.dim() < 2 or target.dim() < 1 or target.shape[0] != logits.shape[0]:
+        raise _shape_error(name, mode, logits, target)
+    n = logits.shape[0]
+    if mode == MULTICLASS_MODE:
+        if target.dim() == logits.dim() and target.shape[1] == 1 and logits.shape[1] != 1:
+            target = target.squeeze(1)
+        if target.shape != logits.shape[:1] + logits.shape[2:] or target.is_floating_point():
+            raise _shape_error(name, mode, logits, target)
+        probs = torch.softmax(logits, dim=1) if from_logits else logits
+        return probs.reshape(n, logits.shape[1], -1), target.reshape(n, -1).long()
+    if mode == BINARY_MODE:
+        squeezed = logits.shape[:1] + logits.shape[2:]
+        if not (logits.shape == target.shape or (logits.shape[1] == 1 and squeezed == target.shape)):
+            raise _shape_error(name, mode, logits, target)
+        c = 1
+    else:
+        if logits.shape != target.shape:
+            raise _shape_error(name, mode, logits, target)
+        c = logits.shape[1]
+    probs = torch.sigmoid(logits) if from_logits else logits
+    return probs.reshape(n, c, -1), target.reshape(n, c, -1)
+
+
+def _mask_dense(probs: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Binary/multilabel: zero ``probs`` and ``target`` where ``target == ignore_index``."""
+    if ignore_index is None:
+        return probs, target.to(probs.dtype), None
+    valid = target != ignore_index
+    mask = valid.to(probs.dtype)
+    return probs * mask, torch.where(valid, target, torch.zeros_like(target)).to(probs.dtype), mask
+
+
 def prepare(
     logits: Tensor,
     target: Tensor,
@@ -84,50 +122,20 @@ def prepare(
     ignore_index: int | None = None,
     name: str = "region loss",
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Flatten to ``(N, C, S)``: probabilities, float one-hot/target and validity mask.
+    """Flatten to ``(N, C, S)``: probabilities, dense float one-hot/target and validity mask.
 
     Returns ``(probs, onehot, mask)``; ``mask`` is ``None`` without ``ignore_index``, else
     ``(N, 1, S)`` (multiclass) or ``(N, C, S)`` (binary/multilabel). ``probs`` and
-    ``onehot`` are already zero at ignored pixels.
+    ``onehot`` are already zero at ignored pixels. (The overlap losses use the cheaper
+    index path of :func:`region_stats`; this dense form serves Lovasz and sensitivity-specificity.)
     """
-    if mode not in MODES:
-        raise ValueError(f"{name}: mode must be one of {MODES}, got {mode!r}")
-    if logits.dim() < 2 or target.shape[0] != logits.shape[0]:
-        raise _shape_error(name, mode, logits, target)
-    n = logits.shape[0]
-    mask: Tensor | None = None
-    if mode == MULTICLASS_MODE:
-        if target.dim() == logits.dim() and target.shape[1] == 1 and logits.shape[1] != 1:
-            target = target.squeeze(1)
-        if target.shape != logits.shape[:1] + logits.shape[2:] or target.is_floating_point():
-            raise _shape_error(name, mode, logits, target)
-        c = logits.shape[1]
-        probs = torch.softmax(logits, dim=1) if from_logits else logits
-        probs = probs.reshape(n, c, -1)
-        onehot, valid = one_hot(target.reshape(n, -1), c, ignore_index)
-        if ignore_index is not None:
-            mask = valid
-            probs = probs * mask
-        return probs, onehot.to(probs.dtype), mask
-    if mode == BINARY_MODE:
-        squeezed = logits.shape[:1] + logits.shape[2:]
-        ok = logits.shape == target.shape or (logits.shape[1] == 1 and squeezed == target.shape)
-        if not ok:
-            raise _shape_error(name, mode, logits, target)
-        c = 1
-    else:
-        if logits.shape != target.shape:
-            raise _shape_error(name, mode, logits, target)
-        c = logits.shape[1]
-    probs = torch.sigmoid(logits) if from_logits else logits
-    probs = probs.reshape(n, c, -1)
-    target = target.reshape(n, c, -1)
-    if ignore_index is not None:
-        valid = target != ignore_index
-        mask = valid.to(probs.dtype)
-        probs = probs * mask
-        target = torch.where(valid, target, torch.zeros_like(target))
-    return probs, target.to(probs.dtype), mask
+    probs, target = _flatten(name, mode, logits, target, from_logits)
+    if mode != MULTICLASS_MODE:
+        return _mask_dense(probs, target, ignore_index)
+    onehot, valid = one_hot(target, probs.shape[1], ignore_index)
+    if ignore_index is None:
+        return probs, onehot.to(probs.dtype), None
+    return probs * valid, onehot.to(probs.dtype), valid.to(probs.dtype)
 
 
 class RegionStats(NamedTuple):
@@ -143,14 +151,46 @@ class RegionStats(NamedTuple):
         return self.tp + self.fn
 
 
-def _stats(probs: Tensor, onehot: Tensor, per_image: bool) -> RegionStats:
-    """tp = sum p*g, fp = sum p - tp, fn = sum g - tp over pixels (and batch unless per_image)."""
-    tp = (probs * onehot).sum(-1)
-    sum_p = probs.sum(-1)
-    sum_g = onehot.sum(-1)
-    if not per_image:
-        tp, sum_p, sum_g = tp.sum(0), sum_p.sum(0), sum_g.sum(0)
-    return RegionStats(tp, sum_p - tp, sum_g - tp)
+def _index_gather(name: str, probs: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Multiclass: safe class index ``(N, S)``, probability of the target class ``(N, S)`` and pixel weight.
+
+    The weight is 1 for valid pixels and 0 for ``ignore_index`` ones; ``p_true`` is already weighted.
+    """
+    c = probs.shape[1]
+    valid = None if ignore_index is None else target != ignore_index
+    idx = target if valid is None else target.masked_fill(~valid, 0)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= c):
+        raise LossInputError(
+            f"{name}: target holds class indices outside [0, {c - 1}] (min {int(idx.min())}, max {int(idx.max())}); "
+            "set ignore_index for void labels"
+        )
+    p_true = probs.gather(1, idx.unsqueeze(1)).squeeze(1)
+    if valid is None:
+        return idx, p_true, torch.ones_like(p_true)
+    count = valid.to(probs.dtype)
+    return idx, p_true * count, count
+
+
+def _class_sum(idx: Tensor, values: Tensor, num_classes: int) -> Tensor:
+    """``out[n, c] = sum_{i: idx[n, i] = c} values[n, i]`` (scatter-add, differentiable)."""
+    return values.new_zeros(idx.shape[0], num_classes).scatter_add(1, idx, values)
+
+
+def _pixel_sum(values: Tensor, count: Tensor, ignore_index: int | None) -> Tensor:
+    """``sum_i values[n, c, i] * count[n, i]`` in one pass (a batched mat-vec when pixels are ignored)."""
+    return values.sum(-1) if ignore_index is None else torch.bmm(values, count.unsqueeze(-1)).squeeze(-1)
+
+
+def _index_sums(name: str, probs: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Multiclass (N, C) sums of p*g, p and g from class indices without a dense one-hot.
+
+    ``tp`` gathers the probability of the target class at each pixel and scatter-adds it into
+    its class (O(N*S) instead of O(N*C*S) for the product with a one-hot); ignored pixels get
+    weight 0. This is the hot path of every overlap loss in multiclass mode.
+    """
+    c = probs.shape[1]
+    idx, p_true, count = _index_gather(name, probs, target, ignore_index)
+    return _class_sum(idx, p_true, c), _pixel_sum(probs, count, ignore_index), _class_sum(idx, count, c)
 
 
 def region_stats(
@@ -166,9 +206,17 @@ def region_stats(
 
     ``tp_c = sum_i p_ic g_ic``, ``fp_c = sum_i p_ic - tp_c``, ``fn_c = sum_i g_ic - tp_c`` over
     valid pixels ``i`` of the batch (``(C,)``) or of each image (``(N, C)`` when ``per_image``).
+    One pass over the (N, C, S) probabilities; sums run over the contiguous pixel axis first.
     """
-    probs, onehot, _ = prepare(logits, target, mode, from_logits, ignore_index, name)
-    return _stats(probs, onehot, per_image)
+    probs, target = _flatten(name, mode, logits, target, from_logits)
+    if mode == MULTICLASS_MODE:
+        tp, sum_p, sum_g = _index_sums(name, probs, target, ignore_index)
+    else:
+        probs, target, _ = _mask_dense(probs, target, ignore_index)
+        tp, sum_p, sum_g = (probs * target).sum(-1), probs.sum(-1), target.sum(-1)
+    if not per_image:
+        tp, sum_p, sum_g = tp.sum(0), sum_p.sum(0), sum_g.sum(0)
+    return RegionStats(tp, sum_p - tp, sum_g - tp)
 
 
 def tversky_index(stats: RegionStats, alpha: float, beta: float, smooth: float = 0.0, eps: float = 1e-7) -> Tensor:
@@ -605,12 +653,21 @@ class SensitivitySpecificityLoss(_RegionLoss):
 
     @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        probs, g, mask = prepare(logits, target, self.mode, self.from_logits, self.ignore_index, self.name)
-        sq = (g - probs).square()
-        sens_num = (sq * g).sum(-1)
-        spec_num = sq.sum(-1) - sens_num  # ignored pixels have p = g = 0, so sq = 0 there
-        pos = g.sum(-1)
-        total = mask.sum(-1).expand_as(pos) if mask is not None else torch.full_like(pos, float(g.shape[-1]))
+        probs, target = _flatten(self.name, self.mode, logits, target, self.from_logits)
+        if self.mode == MULTICLASS_MODE:  # index path: squared errors of the target class by scatter-add
+            c = probs.shape[1]
+            idx, p_true, count = _index_gather(self.name, probs, target, self.ignore_index)
+            sens_num = _class_sum(idx, (count - p_true).square(), c)  # sum over fg pixels of (1 - p)^2
+            spec_num = _pixel_sum(probs.square(), count, self.ignore_index) - _class_sum(idx, p_true.square(), c)
+            pos = _class_sum(idx, count, c)
+            total = count.sum(-1, keepdim=True).expand_as(pos)
+        else:
+            probs, g, mask = _mask_dense(probs, target, self.ignore_index)
+            sq = (g - probs).square()
+            sens_num = (sq * g).sum(-1)
+            spec_num = sq.sum(-1) - sens_num  # ignored pixels have p = g = 0, so sq = 0 there
+            pos = g.sum(-1)
+            total = mask.sum(-1) if mask is not None else torch.full_like(pos, float(g.shape[-1]))
         if not self.per_image:
             sens_num, spec_num, pos, total = (t.sum(0) for t in (sens_num, spec_num, pos, total))
         neg = total - pos
@@ -660,32 +717,41 @@ def lovasz(
     Lovasz hinge on errors 1 - x*(2g-1) of each channel (logits; with ``from_logits=False``
     probabilities are mapped to logits), every entry counts.
     """
-    if mode not in MODES:
-        raise ValueError(f"{name}: mode must be one of {MODES}, got {mode!r}")
     if mode == MULTICLASS_MODE:
-        probs, fg, mask = prepare(logits, target, mode, from_logits, ignore_index, name)
+        probs, target = _flatten(name, mode, logits, target, from_logits)
+        n, c, s = probs.shape
+        idx, _, count = _index_gather(name, probs, target, ignore_index)
+        fg = (idx.unsqueeze(1) == torch.arange(c, device=idx.device).view(1, c, 1)).to(probs.dtype)
+        if ignore_index is not None:
+            fg = fg * count.unsqueeze(1)
         errors = (fg - probs).abs()
+        valid = None if ignore_index is None else (count > 0).unsqueeze(1).expand(n, c, s)
     else:
         x = logits if from_logits else torch.logit(logits, eps=1e-6)
         _, fg, mask = prepare(x, target, mode, False, ignore_index, name)
         x = x.reshape(fg.shape)
         errors = F.relu(1.0 - x * (2.0 * fg - 1.0))
-    n, c, s = errors.shape
-    valid = None if mask is None else (mask > 0).expand(n, c, s)
-    if per_image:
-        rows = (errors.reshape(n * c, s), fg.reshape(n * c, s), None if valid is None else valid.reshape(n * c, s))
-        shape: tuple[int, ...] = (n, c)
-    else:  # one row per class over the whole batch: (C, N*S)
-        rows = tuple(None if t is None else t.transpose(0, 1).reshape(c, n * s) for t in (errors, fg, valid))
-        shape = (c,)
-    loss = _lovasz_rows(*rows).reshape(shape)
+        n, c, s = errors.shape
+        valid = None if mask is None else mask > 0
     counts = fg.sum(-1) if per_image else fg.sum((0, 2))
     if mode == MULTICLASS_MODE:
-        keep = counts > 0
-    else:
+        keep = counts > 0  # Lovasz-Softmax averages over present classes: absent rows are not even sorted
+    elif valid is None:
         keep = torch.ones_like(counts, dtype=torch.bool)
-        if valid is not None:  # a row with no valid pixel does not count
-            keep = valid.any(-1) if per_image else valid.any(-1).any(0)
+    else:  # a hinge row with no valid pixel does not count
+        keep = valid.any(-1) if per_image else valid.any(-1).any(0)
+    rows = keep.flatten().nonzero().squeeze(1)
+    if per_image:  # one row per (image, class): (K, S)
+        tensors = [None if t is None else t.reshape(n * c, s).index_select(0, rows) for t in (errors, fg, valid)]
+    else:  # one row per class over the whole batch: (K, N*S)
+        tensors = [
+            None if t is None else t.index_select(1, rows).transpose(0, 1).reshape(-1, n * s)
+            for t in (errors, fg, valid)
+        ]
+    loss = errors.new_zeros(keep.numel()) + 0.0 * errors.sum()  # stays in the graph when no row counts
+    if rows.numel():
+        loss = loss.index_copy(0, rows, _lovasz_rows(*tensors))
+    loss = loss.reshape(keep.shape)
     return loss, keep
 
 

@@ -168,6 +168,53 @@ def test_dice_3d_hand():
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-5)
 
 
+def test_focal_tversky_log_cosh_gdl_ss_hand():
+    # two classes over 4 pixels (multiclass probabilities), all classes present
+    p1 = np.array([0.9, 0.4, 0.2, 0.7])
+    g1 = np.array([1.0, 1.0, 0.0, 0.0])
+    probs = torch.tensor(np.stack([1 - p1, p1])[None], dtype=torch.float32)  # (1, 2, 4)
+    target = torch.tensor(g1[None]).long()
+    per_class = []
+    for pc, gc in ((1 - p1, 1 - g1), (p1, g1)):
+        per_class.append(((pc * gc).sum(), (pc * (1 - gc)).sum(), ((1 - pc) * gc).sum(), pc, gc))
+    kw = dict(mode="multiclass", from_logits=False)
+    ti = [tp / (tp + 0.3 * fp + 0.7 * fn) for tp, fp, fn, _, _ in per_class]
+    expect = np.mean([(1 - v) ** 0.75 for v in ti])
+    got = losses.build("focal_tversky", alpha=0.3, beta=0.7, gamma=0.75, **kw)(probs, target)
+    assert got.item() == pytest.approx(expect, abs=1e-6)
+    dl = [1 - 2 * tp / (2 * tp + fp + fn) for tp, fp, fn, _, _ in per_class]
+    got = losses.build("log_cosh_dice", **kw)(probs, target)
+    assert got.item() == pytest.approx(np.mean([math.log(math.cosh(v)) for v in dl]), abs=1e-6)
+    w = [1 / (tp + fn) ** 2 for tp, fp, fn, _, _ in per_class]
+    num = sum(wc * tp for wc, (tp, _, _, _, _) in zip(w, per_class))
+    den = sum(wc * (2 * tp + fp + fn) for wc, (tp, fp, fn, _, _) in zip(w, per_class))
+    assert losses.build("generalized_dice", **kw)(probs, target).item() == pytest.approx(1 - 2 * num / den, abs=1e-6)
+    r = 0.05
+    ss = [
+        r * (((gc - pc) ** 2) * gc).sum() / gc.sum() + (1 - r) * (((gc - pc) ** 2) * (1 - gc)).sum() / (1 - gc).sum()
+        for _, _, _, pc, gc in per_class
+    ]
+    got = losses.build("sensitivity_specificity", r=r, reduction="none", **kw)(probs, target)
+    assert got.tolist() == pytest.approx(ss, abs=1e-6)
+    # binary + ignore: the void pixel leaves both sums; dense path agrees with the hand value
+    pb = torch.tensor([[0.9, 0.4, 0.2, 0.7, 0.5]])
+    gb = torch.tensor([[1.0, 1.0, 0.0, 0.0, 9.0]])
+    crit = losses.build("sensitivity_specificity", r=r, mode="binary", from_logits=False, ignore_index=9)
+    assert crit(pb, gb).item() == pytest.approx(ss[1], abs=1e-6)
+    # generalised Dice: an absent class takes the largest present weight (MONAI); none present -> 0
+    crit = losses.build("generalized_dice", mode="multiclass", from_logits=False, reduction="none", per_image=True)
+    probs3 = torch.cat([probs, torch.zeros(1, 1, 4)], 1)  # class 2 absent and never predicted
+    assert crit(probs3, target).item() == pytest.approx(1 - 2 * num / den, abs=1e-6)
+    assert losses.build("generalized_dice", mode="binary")(torch.randn(2, 1, 3), torch.zeros(2, 3)).item() == 0.0
+
+
+def test_out_of_range_class_index_raises():
+    with pytest.raises(LossInputError, match="dice"):
+        losses.build("dice")(torch.randn(1, 3, 2, 2), torch.full((1, 2, 2), 255))
+    with pytest.raises(LossInputError, match="lovasz"):
+        losses.build("lovasz")(torch.randn(1, 3, 2, 2), torch.full((1, 2, 2), 3))
+
+
 def test_lovasz_binary_errors_equal_jaccard_loss():
     # logits in {0, +-1}: hinge errors are exactly 0 or 1, so Lovasz = Jaccard loss of the error set
     g = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0]])
@@ -302,10 +349,17 @@ def test_reductions(name):
         assert none.shape == (3,)
         assert losses.build(name, reduction="none", per_image=True)(x, t).shape == (2, 3)
     assert total.item() == pytest.approx(none.sum().item(), abs=1e-6)
-    if name != "lovasz":  # lovasz averages over present classes only (all present here)
-        assert mean.item() == pytest.approx(none.mean().item(), abs=1e-6)
-    else:
-        assert mean.item() == pytest.approx(none.mean().item(), abs=1e-6)
+    assert mean.item() == pytest.approx(none.mean().item(), abs=1e-6)  # every class present here
+
+
+def test_absent_class_in_mean_denominator():
+    # dice family (smp): an absent class is 0 and still counts in the mean; lovasz (Berman): skipped
+    x, t = _inputs("multiclass", seed=12)
+    t = t.clamp(max=1)  # class 2 absent
+    none = losses.build("dice", reduction="none")(x, t)
+    assert none[2] == 0 and losses.build("dice")(x, t).item() == pytest.approx(none.sum().item() / 3, abs=1e-6)
+    none = losses.build("lovasz", reduction="none")(x, t)
+    assert none[2] == 0 and losses.build("lovasz")(x, t).item() == pytest.approx(none.sum().item() / 2, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
