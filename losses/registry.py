@@ -192,18 +192,9 @@ def create(name: str, params: Mapping[str, Any] | None = None, defaults: Mapping
     injected by a task (``num_classes``, ``mode`` ...) and used only for parameters the
     loss accepts and the user left unset.
     """
-    entry = get(name)
+    entry = check_params(name, params)
     params = dict(params or {})
     accepted = entry.parameters()
-    if not entry.accepts_any_kwargs():
-        unknown = [k for k in params if k not in accepted]
-        if unknown:
-            close = {k: difflib.get_close_matches(k, list(accepted), n=1, cutoff=0.5) for k in unknown}
-            hints = "".join(f" ({k!r}: did you mean {c[0]!r}?)" for k, c in close.items() if c)
-            raise LossConfigError(
-                f"loss {entry.name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}.{hints} "
-                f"Accepted: {', '.join(accepted) or 'none'}"
-            )
     for key, value in (defaults or {}).items():
         if key in accepted and key not in params:
             params[key] = value
@@ -214,6 +205,21 @@ def create(name: str, params: Mapping[str, Any] | None = None, defaults: Mapping
         return entry.cls(**params)
     except (TypeError, ValueError) as err:
         raise LossConfigError(f"loss {entry.name!r} rejected its parameters {params}: {err}") from err
+
+
+def check_params(name: str, params: Mapping[str, Any] | None) -> LossEntry:
+    """Raise :class:`LossConfigError` naming the accepted parameters if ``params`` has unknown keys."""
+    entry = get(name)
+    accepted = entry.parameters()
+    unknown = [] if entry.accepts_any_kwargs() else [k for k in (params or {}) if k not in accepted]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, list(accepted), n=1, cutoff=0.5) for k in unknown}
+        hints = "".join(f" ({k!r}: did you mean {c[0]!r}?)" for k, c in close.items() if c)
+        raise LossConfigError(
+            f"loss {entry.name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}.{hints} "
+            f"Accepted: {', '.join(accepted) or 'none'}"
+        )
+    return entry
 
 
 _SECTION = re.compile(r"^(Formula|Reference|References|Call|Shapes|Example|Examples|Args)\s*:\s*$")
