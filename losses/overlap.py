@@ -113,8 +113,8 @@ def _geometry(pred: Tensor, target: Tensor, eps: float) -> _Geometry:
 
 
 def _pow(x: Tensor, alpha: float, eps: float) -> Tensor:
-    """``x ** alpha`` for ``x >= 0`` with a finite gradient at 0 for any alpha (base clamped to eps)."""
-    return x.clamp_min(eps).pow(alpha) if alpha < 1 else x.clamp_min(0).pow(alpha)
+    """``x ** alpha`` for ``x >= 0``; 0 (zero gradient) for ``x <= eps``, so the gradient is finite for any alpha."""
+    return torch.where(x > eps, x.clamp_min(eps).pow(alpha), torch.zeros_like(x))
 
 
 # --------------------------------------------------------------------------- variants (element-wise)
@@ -526,8 +526,9 @@ class MPDIoU(_BoxLoss):
 class AlphaIoU(_BoxLoss):
     """Alpha-IoU: a power alpha applied to IoU and to each penalty of the iou/giou/diou/ciou variants.
 
-    alpha = 1 recovers the base loss; alpha > 1 up-weights high-IoU boxes. Bases are clamped at
-    0 (and at eps when alpha < 1, keeping the gradient finite). Degenerate boxes behave as the base.
+    alpha = 1 recovers the base loss; alpha > 1 up-weights high-IoU boxes. Each powered base
+    below eps counts as 0 with zero gradient (finite for alpha < 1 too). Degenerate boxes behave
+    as the base.
 
     Formula:
         iou:  L = 1 - IoU^a
