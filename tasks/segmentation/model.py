@@ -67,6 +67,8 @@ def load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     state = {k.removeprefix("encoder."): v for k, v in state.items()}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if len(missing) == len(encoder.state_dict()):
+    expected = encoder.state_dict()
+    matched = [k for k in state if k in expected and state[k].shape == expected[k].shape]
+    if not matched:
         raise ValueError(f"model.encoder_weights: {path} shares no keys with the encoder (e.g. {list(state)[:3]})")
+    encoder.load_state_dict({k: state[k] for k in matched}, strict=False)
