@@ -451,10 +451,19 @@ class TverskyLoss(_RegionLoss):
 
 
 def focal_power(base: Tensor, gamma: float, eps: float = 1e-7) -> Tensor:
-    """``base ** gamma`` for ``base >= 0`` with a finite gradient at 0 (gamma < 1) and value 0 there."""
+    """``base ** gamma`` for ``base >= 0``, safe at ``base = 0`` (value 0, finite gradient) when ``gamma < 1``.
+
+    For ``gamma < 1`` the slope is infinite at 0, so bases below ``floor = eps ** (1 / gamma)``
+    (where ``base ** gamma < eps``) map to 0 with zero gradient; ``gamma = 0`` gives 1.
+    """
     if gamma == 1.0:
         return base
-    return torch.where(base > 0, base.clamp_min(eps).pow(gamma), torch.zeros_like(base))
+    if gamma == 0.0:
+        return torch.ones_like(base)
+    if gamma > 1.0:
+        return base.clamp_min(0.0).pow(gamma)
+    floor = max(eps ** (1.0 / gamma), torch.finfo(base.dtype).tiny * 1e4)
+    return torch.where(base > floor, base.clamp_min(floor).pow(gamma), torch.zeros_like(base))
 
 
 @register("focal_tversky", family="region")
