@@ -264,21 +264,61 @@ def sigmoid_focal_loss(logits: Tensor, target: Tensor, alpha: float | None = 0.2
     return loss
 
 
+class _SoftmaxFocalIndex(torch.autograd.Function):
+    """Fused softmax focal loss for class indices: one log_softmax forward, one full-size pass backward.
+
+    forward:  lp = log_softmax(x)[y],  l = w (1 - e^lp)^gamma (-lp)
+    backward: dl/dx_c = s (p_c - [c = y]),  s = w [(1 - p_y)^gamma + gamma (-lp) p_y (1 - p_y)^(gamma - 1)]
+    (``s`` is computed in forward on the (N, *) tensor; backward is exp + mul + scatter_add.)
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, index: Tensor, weight: Tensor | None, gamma: float) -> Tensor:
+        logp = torch.log_softmax(logits, 1)
+        lp = logp.gather(1, index.unsqueeze(1)).squeeze(1)
+        p = lp.exp()
+        one_m = -torch.expm1(lp)
+        if gamma < 1:
+            one_m = one_m.clamp_min(1e-12)
+        ce = -lp
+        if gamma == 0:
+            loss, scale = ce, torch.ones_like(ce)
+        else:
+            fac = one_m.square() if gamma == 2 else one_m.pow(gamma)
+            loss = fac * ce
+            dfac = one_m if gamma == 2 else one_m.pow(gamma - 1)  # (1-p)^(gamma-1) (gamma=2: 1-p)
+            scale = fac + gamma * ce * p * dfac
+        if weight is not None:
+            loss, scale = loss * weight, scale * weight
+        ctx.save_for_backward(logp, index, scale)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        logp, index, scale = ctx.saved_tensors
+        s = (scale * grad).unsqueeze(1)
+        out = logp.exp().mul_(s)
+        out.scatter_add_(1, index.unsqueeze(1), -s)
+        return out, None, None, None
+
+
 def softmax_focal_loss(
     logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | None = None, ignore_index: int | None = None
 ) -> Tensor:
     """Per-position softmax focal loss ``-alpha_y (1 - p_y)^gamma log p_y`` for index targets ``(N, *)``.
 
-    One fused ``F.cross_entropy(reduction="none")`` gives ``-log p_y`` (0 at ignored positions),
-    ``1 - p_y = -expm1(log p_y)``; no one-hot, no second softmax.
+    Hand-fused (see ``_SoftmaxFocalIndex``): one log_softmax, a gather and element-wise work on
+    ``(N, *)``; no one-hot. Ignored positions give 0. First-order differentiable only.
     """
-    ii = -100 if ignore_index is None else ignore_index
-    ce = F.cross_entropy(logits, target, ignore_index=ii, reduction="none")
-    loss = _focal_factor(-torch.expm1(-ce), gamma) * ce
-    if alpha is not None:
-        safe, _ = _valid_index(target, ignore_index)
-        loss = loss * alpha[safe]
-    return loss
+    safe, valid = _valid_index(target, ignore_index)
+    c = logits.shape[1]
+    if safe.numel() and not safe.is_cuda and (safe.min() < 0 or safe.max() >= c):  # no device sync on GPU
+        raise LossInputError(f"focal: target holds class indices outside [0, {c - 1}]; set ignore_index for void labels")
+    weight = None if alpha is None else alpha.to(logits.dtype)[safe]
+    if valid is not None:
+        weight = valid.to(logits.dtype) if weight is None else weight * valid
+    return _SoftmaxFocalIndex.apply(logits, safe, weight, float(gamma))
 
 
 def _softmax_focal_prob(logits: Tensor, target: Tensor, gamma: float, alpha: Tensor | None) -> Tensor:
@@ -471,8 +511,9 @@ class FocalLoss(_ClassificationLoss):
     Call:
         (logits, target) per mode; mode, alpha (float | per-class list | None), gamma, ignore_index,
         reduction. Sigmoid: equals torchvision sigmoid_focal_loss. Softmax: equals MONAI
-        FocalLoss(use_softmax=True) x C (MONAI averages over classes too). Hand-written on one fused
-        F.cross_entropy(reduction="none") for index targets (no one-hot, no second softmax).
+        FocalLoss(use_softmax=True) x C (MONAI averages over classes too). Index targets use a
+        hand-fused autograd Function (one log_softmax, gather, analytic backward; no one-hot):
+        fwd+bwd about the cost of F.cross_entropy (first-order differentiable only).
 
     Example:
         >>> crit = FocalLoss(gamma=2.0)
