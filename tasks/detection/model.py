@@ -253,8 +253,10 @@ def build_detector(
     """
     if arch not in ARCHS:
         raise ValueError(f"model.arch: {arch!r} is not one of {ARCHS}")
-    if fpn_channels % 32:
-        raise ValueError(f"model.fpn_channels: must be a multiple of 32 (GroupNorm groups), got {fpn_channels}")
+    if fpn_channels % 32 or fpn_channels < 64:
+        # the heads' GroupNorm(32, C): with one channel per group a 1x1 top level (P7 of a <= 128 px
+        # input) cannot be normalised for a single image
+        raise ValueError(f"model.fpn_channels: must be a multiple of 32 and >= 64, got {fpn_channels}")
     body = build_backbone(backbone, fpn_channels, weights_path, trainable_layers)
     strides = feature_strides(body)
     common = {"min_size": min_size, "max_size": max_size, "score_thresh": score_thresh, "nms_thresh": nms_thresh,

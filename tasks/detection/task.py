@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
@@ -57,13 +58,14 @@ class DetectionTask(LossTask):
     ) -> None:
         if arch not in ARCHS:
             raise ValueError(f"model.arch: {arch!r} is not one of {ARCHS}")
+        self.input_size = (float(min_size), float(max_size))
         loss = dict(loss or {})
-        if arch == "retinanet" and loss.get("centerness") is not None:
-            raise losses.LossConfigError("loss.centerness: RetinaNet has no centerness branch; remove the slot")
+        if arch == "retinanet":  # no centerness branch: drop the slot so no unused loss (or weight) exists
+            if loss.pop("centerness", None) is not None:
+                rank_zero_warn("loss.centerness is ignored: RetinaNet has no centerness branch")
+            loss["centerness"] = None
         super().__init__(loss=loss, optim=optim)
         self.save_hyperparameters(ignore=["loss", "optim"])
-        if arch == "retinanet":
-            del self.loss_slots["centerness"]  # built from DEFAULT_LOSSES, but there is nothing to supervise
         self._check_reductions()
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else None
@@ -79,8 +81,14 @@ class DetectionTask(LossTask):
     # ------------------------------------------------------------------ losses
 
     def loss_defaults(self, slot: str) -> dict[str, Any]:
-        modes = {"cls": {"mode": "multilabel"}, "centerness": {"mode": "binary"}}
-        return {**modes.get(slot, {}), "reduction": "sum"}
+        """Sigmoid heads: ``multilabel`` cls over one-hot targets, ``binary`` centerness; always summed.
+
+        Box losses that normalise by the image (``mpdiou``'s ``image_size``) get the detector's input
+        size ``(min_size, max_size)`` (exact for square inputs, an upper bound otherwise).
+        """
+        if slot == "box":
+            return {"reduction": "sum", "image_size": self.input_size}
+        return {"mode": "multilabel" if slot == "cls" else "binary", "reduction": "sum"}
 
     def _check_reductions(self) -> None:
         for slot, composite in self.loss_slots.items():
