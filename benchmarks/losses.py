@@ -340,17 +340,23 @@ def peak_memory(fn: Callable[..., torch.Tensor], inputs: Inputs) -> float | None
     return peak
 
 
-def measure(fns: list[Callable[..., torch.Tensor]], inputs: Inputs, repeat: int, warmup: int) -> list[float]:
+def measure(
+    fns: list[Callable[..., torch.Tensor]], inputs: Inputs, repeat: int, warmup: int, min_time: float = 0.0
+) -> list[float]:
     """Median fwd+bwd milliseconds of each of ``fns`` on the same inputs.
 
     The functions are timed interleaved (ours, ref1, ref2, ours, ...), so load from other processes
-    on a shared machine hits all of them alike and the ratios stay meaningful.
+    on a shared machine hits all of them alike and the ratios stay meaningful. Fast cases get more
+    than ``repeat`` runs: enough to fill ``min_time`` seconds (at most 1000).
     """
     device = inputs[0].device
-    for _ in range(warmup):
+    start = time.perf_counter()
+    for _ in range(max(1, warmup)):
         for fn in fns:
             _step(fn, inputs)
     _sync(device)
+    once = (time.perf_counter() - start) / max(1, warmup)
+    repeat = max(repeat, min(1000, int(min_time / max(once, 1e-6))))
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for fn, bucket in zip(fns, times):
@@ -383,7 +389,9 @@ def _shape(inputs: Inputs) -> str:
     return " vs ".join("x".join(map(str, t.shape)) for t in inputs)
 
 
-def run_case(label: str, name: str, family: str, case: Case, ctx: Ctx, repeat: int, warmup: int) -> list[Row]:
+def run_case(
+    label: str, name: str, family: str, case: Case, ctx: Ctx, repeat: int, warmup: int, min_time: float
+) -> list[Row]:
     try:
         crit = losses.build(name, **case.params).to(ctx.device)
         inputs = case.make(ctx)
@@ -398,7 +406,7 @@ def run_case(label: str, name: str, family: str, case: Case, ctx: Ctx, repeat: i
             refs.append((ref_label, fn))
         except Exception as err:
             failed.append(f"{ref_label} failed: {type(err).__name__}: {str(err).splitlines()[0][:60]}")
-    ours_ms, *ref_ms = measure([crit, *(fn for _, fn in refs)], inputs, repeat, warmup)
+    ours_ms, *ref_ms = measure([crit, *(fn for _, fn in refs)], inputs, repeat, warmup, min_time)
     rows = [Row(label, family, _shape(inputs), ours_ms, peak_mb=peak_memory(crit, inputs), note="; ".join(failed))]
     for i, ((ref_label, _), ms) in enumerate(zip(refs, ref_ms)):
         row = rows[0] if i == 0 else Row("", family, "", ours_ms)
@@ -422,7 +430,7 @@ def collect(args: argparse.Namespace) -> list[Row]:
             rows.append(Row(name, family, note="no case"))
             continue
         for label, case in cases:
-            rows.extend(run_case(label, name, family, case, ctx, args.repeat, args.warmup))
+            rows.extend(run_case(label, name, family, case, ctx, args.repeat, args.warmup, args.min_time))
             if not args.markdown:
                 print(f"  {label:<24} done", file=sys.stderr, flush=True)
     return rows
@@ -493,6 +501,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per case (default 10, --quick 3)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default torch's; 1 is steadier on a busy machine)"
+    )
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per case at least")
+    parser.add_argument(
         "--quick", action="store_true", help="region/classification 2x21x128x128 instead of 8x21x256x256"
     )
     parser.add_argument("--markdown", action="store_true", help="print a markdown table (for benchmarks/README.md)")
@@ -501,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--device cuda: no CUDA device available")
     if args.repeat is None:
         args.repeat = 3 if args.quick else 10
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     header = (

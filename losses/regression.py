@@ -220,6 +220,8 @@ class RMSE(_Regression):
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         _check("rmse", pred, target)
+        if weight is None and self.reduction == "mean" and pred.numel():  # fused fast path
+            return F.mse_loss(pred, target).clamp_min(self.eps).sqrt()
         return _root_mean((pred - target).square(), self.reduction, weight, self.eps)
 
 
