@@ -99,6 +99,14 @@ def seg_multilabel(ctx: Ctx) -> Inputs:
     return logits, F.one_hot(target, logits.shape[1]).movedim(-1, 1).float()
 
 
+def seg_binary(ctx: Ctx) -> Inputs:
+    """Logits (N, 1, H, W) and a {0, 1} float target of the same shape."""
+    n, _, h, w = _dense_shape(ctx)
+    g = ctx.gen()
+    logits = torch.randn(n, 1, h, w, generator=g).to(ctx.device).requires_grad_(True)
+    return logits, (torch.rand(n, 1, h, w, generator=g) > 0.5).float().to(ctx.device)
+
+
 def regression(ctx: Ctx) -> Inputs:
     """4096 samples x 32 outputs."""
     g = ctx.gen()
@@ -235,6 +243,8 @@ CASES: dict[str, Case] = {
         params={"mode": "multilabel"},
         refs=[("torch F.bce_with_logits", _f(F.binary_cross_entropy_with_logits)), CE_BAR],
     ),
+    "balanced_ce": Case(seg_binary, refs=[("torch F.bce_with_logits", _f(F.binary_cross_entropy_with_logits))]),
+    "class_balanced": Case(seg_index, params={"samples_per_class": [100 * (k + 1) for k in range(21)]}, refs=[CE_BAR]),
     "focal": Case(seg_index, refs=[("smp FocalLoss", _smp("FocalLoss")), CE_BAR]),
     "focal/multilabel": Case(
         seg_multilabel,
@@ -420,7 +430,8 @@ def collect(args: argparse.Namespace) -> list[Row]:
     device = torch.device(args.device)
     ctx = Ctx(device, args.quick)
     rows: list[Row] = []
-    names = losses.available(family=args.family)
+    order = {family: i for i, family in enumerate(losses.FAMILIES)}
+    names = sorted(losses.available(family=args.family), key=lambda n: (order[losses.get(n).family], n))
     if args.only:
         names = [n for n in names if n in args.only]
     for name in names:
