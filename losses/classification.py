@@ -1004,7 +1004,7 @@ class ClassBalancedLoss(_ClassificationLoss):
         w = _as_tensor(self.class_weights, logits)
         prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
         if prep.kind == "dense":
-            x, y, mask = prep
+            x, y, _, mask = prep
             if self.mode == BINARY_MODE:
                 if w.numel() != 2:
                     raise ValueError(f"{self.name}: binary mode needs samples_per_class=[n_neg, n_pos]")
@@ -1092,7 +1092,7 @@ class Poly1Loss(_ClassificationLoss):
         prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
         power = self.gamma + 1 if self.focal else 1.0
         if prep.kind == "dense":
-            x, y, mask = prep
+            x, y, _, mask = prep
             p = torch.sigmoid(x)
             one_m_pt = 1 - (p * y + (1 - p) * (1 - y))
             if self.focal:
