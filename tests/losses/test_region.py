@@ -12,6 +12,16 @@ import torch
 import losses
 from losses import LossInputError
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids thread-pool sync overhead on a loaded 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 NAMES = [
     "dice",
     "jaccard",
