@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -290,7 +291,7 @@ def test_amp_large_logits_finite(case):
 def test_perfect_prediction_is_minimum(case):
     name, params, mode = case
     if name == "label_smoothing_ce":
-        pytest.skip("minimum is the entropy of the smoothed target: test_label_smoothing_minimum")
+        pytest.skip("minimum is the entropy of the smoothed target: test_label_smoothing_ce_equals_torch_and_minimum")
     params = {k: v for k, v in params.items() if k != "label_smoothing"}
     _, t = _inputs(mode)
     if mode == "multiclass":
@@ -337,3 +338,202 @@ def test_binary_accepts_squeezed_and_integer_targets():
     for name in ("ce", "bce", "focal"):
         crit = losses.build(name, mode="binary")
         torch.testing.assert_close(crit(x, t), crit(x, t.unsqueeze(1).double()))
+
+
+# --------------------------------------------------------------------------- loss-specific references
+
+
+def test_sparse_ce_index_only():
+    x, t = _inputs("multiclass")
+    torch.testing.assert_close(losses.build("sparse_ce")(x, t), F.cross_entropy(x, t))
+    with pytest.raises(LossInputError, match="sparse_ce"):
+        losses.build("sparse_ce")(x, torch.softmax(x, 1))
+    with pytest.raises(losses.LossConfigError, match="multiclass"):
+        losses.build("sparse_ce", mode="binary")
+
+
+def test_label_smoothing_ce_equals_torch_and_minimum():
+    x, t = _inputs("multiclass", shape=(3, 5))
+    torch.testing.assert_close(losses.build("label_smoothing_ce")(x, t), F.cross_entropy(x, t, label_smoothing=0.1))
+    ls = 0.3
+    q = [(1 - ls) * (c == 1) + ls / 3 for c in range(3)]
+    entropy = -sum(v * math.log(v) for v in q)
+    logits = torch.tensor([[math.log(v) for v in q]], dtype=torch.float64)
+    crit = losses.build("label_smoothing_ce", smoothing=ls)
+    assert crit(logits, torch.tensor([1])).item() == pytest.approx(entropy, rel=1e-12)  # the minimum: p = q
+    assert crit(logits * 1.5, torch.tensor([1])).item() > entropy
+
+
+def test_weighted_ce_auto_equals_sklearn_balanced():
+    cw = pytest.importorskip("sklearn.utils.class_weight")
+    x, t = _inputs("multiclass", shape=(4, 10))
+    t[0, :3] = 255
+    valid = t[t != 255].numpy()
+    w = cw.compute_class_weight("balanced", classes=np.unique(valid), y=valid)
+    full = torch.zeros(C, dtype=x.dtype)
+    full[torch.from_numpy(np.unique(valid))] = torch.tensor(w, dtype=x.dtype)
+    got = losses.build("weighted_ce", ignore_index=255)(x, t)
+    torch.testing.assert_close(got, F.cross_entropy(x, t, full, ignore_index=255))
+    fixed = losses.build("weighted_ce", class_weights=[1.0, 2.0, 0.5], ignore_index=255)(x, t)
+    ref = F.cross_entropy(x, t, torch.tensor([1.0, 2.0, 0.5], dtype=x.dtype), ignore_index=255)
+    torch.testing.assert_close(fixed, ref)
+
+
+def test_weighted_ce_auto_binary_hand():
+    x, y = [0.5, -1.0, 2.0, 0.0], [1.0, 0.0, 0.0, 0.0]  # 1 positive, 3 negatives: w+ = 4/2, w- = 4/6
+    vals = []
+    for v, t in zip(x, y):
+        bce = -(t * math.log(_sig(v)) + (1 - t) * math.log(1 - _sig(v)))
+        vals.append(bce * (2.0 if t else 4 / 6))
+    crit = losses.build("weighted_ce", mode="binary")
+    got = crit(torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64))
+    assert got.item() == pytest.approx(sum(vals) / 4, rel=1e-12)
+
+
+def test_balanced_ce_hand():
+    x, y = [0.5, -1.0, 2.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0, 0.0]
+    beta = 3 / 5  # fraction of negatives
+    vals = [-(beta * t * math.log(_sig(v)) + (1 - beta) * (1 - t) * math.log(1 - _sig(v))) for v, t in zip(x, y)]
+    got = losses.build("balanced_ce")(torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64))
+    assert got.item() == pytest.approx(sum(vals) / 5, rel=1e-12)
+
+
+def _mmdet_ghm(g, loss, valid, bins, momentum, acc_sum, last_edge):
+    """mmdetection's GHMC/GHMR weighting loop, transcribed in plain python."""
+    edges = [i / bins for i in range(bins + 1)]
+    edges[-1] += last_edge
+    tot = max(sum(valid), 1.0)
+    weights = [0.0] * len(g)
+    n = 0
+    for i in range(bins):
+        inds = [k for k in range(len(g)) if edges[i] <= g[k] < edges[i + 1] and valid[k]]
+        if inds:
+            if momentum > 0:
+                acc_sum[i] = momentum * acc_sum[i] + (1 - momentum) * len(inds)
+                for k in inds:
+                    weights[k] = tot / acc_sum[i]
+            else:
+                for k in inds:
+                    weights[k] = tot / len(inds)
+            n += 1
+    if n:
+        weights = [w / n for w in weights]
+    return sum(w * v for w, v in zip(weights, loss)) / tot
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.75])
+def test_ghm_c_equals_mmdet_loop(momentum):
+    g0 = torch.Generator().manual_seed(4)
+    crit = losses.build("ghm_c", mode="multilabel", bins=6, momentum=momentum, ignore_index=-1)
+    acc = [0.0] * 6
+    for _ in range(2):
+        x = 3 * torch.randn(4, 3, generator=g0, dtype=torch.float64)
+        y = (torch.rand(4, 3, generator=g0) > 0.6).double()
+        y[0, 1] = -1.0
+        xs, ys = x.flatten().tolist(), y.flatten().tolist()
+        valid = [1.0 if t != -1 else 0.0 for t in ys]
+        g = [abs(_sig(v) - max(t, 0.0)) for v, t in zip(xs, ys)]
+        bce = [-(t * math.log(_sig(v)) + (1 - t) * math.log(1 - _sig(v))) if t != -1 else 0.0 for v, t in zip(xs, ys)]
+        expected = _mmdet_ghm(g, bce, valid, 6, momentum, acc, 1e-6)
+        assert crit(x, y).item() == pytest.approx(expected, rel=1e-6)
+    assert torch.allclose(crit.acc_sum.double(), torch.tensor(acc, dtype=torch.float64), rtol=1e-6)
+    assert "acc_sum" in crit.state_dict()  # the running histogram is checkpointed
+    before = crit.acc_sum.clone()
+    crit.eval()
+    crit(x, y)
+    assert torch.equal(crit.acc_sum, before)  # evaluation does not update it
+
+
+def test_ghm_c_softmax_hand():
+    # multiclass: g = 1 - p_y; with bins=2 the positions split by p_y >< 0.5
+    x = torch.tensor([[3.0, 0.0], [0.0, 3.0], [0.2, 0.0]], dtype=torch.float64)
+    t = torch.tensor([0, 0, 1])
+    ce = [-math.log(_softmax(r)[c]) for r, c in zip(x.tolist(), t.tolist())]
+    g = [1 - _softmax(r)[c] for r, c in zip(x.tolist(), t.tolist())]
+    expected = _mmdet_ghm(g, ce, [1.0] * 3, 2, 0.0, [0.0] * 2, 1e-6)
+    assert losses.build("ghm_c", bins=2)(x, t).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_ghm_r_equals_mmdet_loop(momentum):
+    g0 = torch.Generator().manual_seed(5)
+    mu = 0.02
+    crit = losses.build("ghm_r", mu=mu, bins=10, momentum=momentum)
+    assert losses.info("ghm_r").family == "regression"
+    acc = [0.0] * 10
+    for _ in range(2):
+        p, t = 0.05 * torch.randn(12, generator=g0, dtype=torch.float64), torch.zeros(12, dtype=torch.float64)
+        d = (p - t).tolist()
+        asl1 = [math.sqrt(v * v + mu * mu) - mu for v in d]
+        g = [abs(v) / math.sqrt(v * v + mu * mu) for v in d]
+        expected = _mmdet_ghm(g, asl1, [1.0] * 12, 10, momentum, acc, 1e3)
+        assert crit(p, t).item() == pytest.approx(expected, rel=1e-6)
+    assert "acc_sum" in crit.state_dict()
+    p = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: losses.build("ghm_r")(z, torch.zeros(3, 4, dtype=torch.float64)), (p,))
+    with pytest.raises(LossInputError, match="ghm_r"):
+        crit(torch.zeros(3), torch.zeros(4))
+
+
+def test_class_balanced_hand():
+    n, beta = [50, 10, 2], 0.9
+    raw = [(1 - beta) / (1 - beta**k) for k in n]
+    w = [3 * r / sum(raw) for r in raw]
+    expected = sum(w[c] * -math.log(_softmax(r)[c]) for r, c in zip(X2, Y2)) / 2
+    crit = losses.build("class_balanced", samples_per_class=n, beta=beta)
+    x, y = torch.tensor(X2, dtype=torch.float64), torch.tensor(Y2)
+    assert crit(x, y).item() == pytest.approx(expected, rel=1e-12)
+    # sigmoid base: one-vs-rest BCE over the one-hot, summed over classes, weighted by w_y
+    sig = 0.0
+    for r, c in zip(X2, Y2):
+        sig += w[c] * sum(-math.log(_sig(v)) if j == c else -math.log(1 - _sig(v)) for j, v in enumerate(r))
+    crit = losses.build("class_balanced", samples_per_class=n, beta=beta, base="sigmoid")
+    assert crit(x, y).item() == pytest.approx(sig / 2, rel=1e-12)
+    # beta -> 0: uniform weights, plain CE
+    crit = losses.build("class_balanced", samples_per_class=n, beta=0.0)
+    torch.testing.assert_close(crit(x, y), F.cross_entropy(x, y))
+
+
+def test_poly1_hand_and_reductions_to_base():
+    eps = 2.0
+    expected = sum(-math.log(_softmax(r)[c]) + eps * (1 - _softmax(r)[c]) for r, c in zip(X2, Y2)) / 2
+    x, y = torch.tensor(X2, dtype=torch.float64), torch.tensor(Y2)
+    assert losses.build("poly1", epsilon=eps)(x, y).item() == pytest.approx(expected, rel=1e-12)
+    gmm = 2.0
+    foc = sum(-((1 - _softmax(r)[c]) ** gmm) * math.log(_softmax(r)[c]) + eps * (1 - _softmax(r)[c]) ** (gmm + 1)
+              for r, c in zip(X2, Y2)) / 2
+    assert losses.build("poly1", epsilon=eps, focal=True)(x, y).item() == pytest.approx(foc, rel=1e-12)
+    xm, t = _inputs("multiclass")
+    torch.testing.assert_close(losses.build("poly1", epsilon=0.0)(xm, t), F.cross_entropy(xm, t))
+    xb, yb = _inputs("multilabel")
+    torch.testing.assert_close(
+        losses.build("poly1", epsilon=0.0, focal=True, mode="multilabel")(xb, yb),
+        losses.build("focal", mode="multilabel")(xb, yb),
+    )
+    # probability (one-hot) targets give the same as indices
+    onehot = F.one_hot(t, C).movedim(-1, 1).to(xm.dtype)
+    crit = losses.build("poly1", epsilon=eps)
+    torch.testing.assert_close(crit(xm, onehot), crit(xm, t))
+
+
+def test_kl_div_equals_torch():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    p = torch.softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), 1)
+    p[0] = torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64)  # 0 log 0 = 0
+    ref = F.kl_div(torch.log_softmax(x, 1), p, reduction="batchmean")
+    torch.testing.assert_close(losses.build("kl_div")(x, p), ref)
+    torch.testing.assert_close(losses.build("kl_div", log_target=True)(x, p.log()), ref)
+    temp = 3.0
+    ref_t = F.kl_div(torch.log_softmax(x / temp, 1), p, reduction="batchmean") * temp**2
+    torch.testing.assert_close(losses.build("kl_div", temperature=temp)(x, p), ref_t)
+    t = torch.tensor([1, 0, 3, 2, 2])
+    torch.testing.assert_close(losses.build("kl_div")(x, t), F.cross_entropy(x, t))  # one-hot target: KL = CE
+    q = torch.rand(5, 4, generator=g, dtype=torch.float64)
+    bern = q * (q / torch.sigmoid(x)).log() + (1 - q) * ((1 - q) / (1 - torch.sigmoid(x))).log()
+    torch.testing.assert_close(losses.build("kl_div", mode="multilabel")(x, q), bern.mean())
+    # identical distributions: 0 with zero gradient
+    xr = x.clone().requires_grad_()
+    value = losses.build("kl_div")(xr, torch.softmax(x, 1))
+    value.backward()
+    assert value.item() == pytest.approx(0.0, abs=1e-12) and xr.grad.abs().max() < 1e-12
