@@ -7,6 +7,10 @@ number of foreground anchors exactly as torchvision does. Every slot loss runs w
 reports COCO mAP, mAP@0.5 and mAP@0.75 (``MeanAveragePrecision``, pycocotools backend) and
 draws ``predictions/epoch_XXX.png`` (ground truth green, predictions red) under the run folder.
 
+With ``balance: uncertainty`` the learnable weights act on a slot's summed value and the
+result is then divided by the foreground count (a slot is one ``Composite`` call; it takes no
+normaliser), so the regulariser ``log sigma^2`` is scaled by ``1 / #foreground`` too.
+
 ``num_classes`` comes from the config; at ``setup`` it is checked against the datamodule's
 categories, so a mismatch fails before the first step with both numbers in the message.
 """
@@ -17,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
@@ -75,6 +80,7 @@ class DetectionTask(LossTask):
                                     trainable_layers, score_thresh, nms_thresh, detections_per_img)
         self.model.head.slot_terms = self.slot_terms
         self.model.head.box_family = self._box_family(loss.get("box", self.DEFAULT_LOSSES["box"]))
+        self._check_box_slot()
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
 
@@ -107,6 +113,15 @@ class DetectionTask(LossTask):
                 f"loss.box: terms must all be overlap losses (decoded boxes) or all regression losses (box deltas); "
                 f"got families {sorted(families)}")
         return families.pop()
+
+    def _check_box_slot(self) -> None:
+        """Call the box slot once on two (N, 4) xyxy boxes so e.g. a rotated-box loss fails now, not mid-epoch."""
+        boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 6.0]])
+        try:
+            with torch.no_grad():
+                self.loss_slots["box"](boxes, boxes.flip(0))
+        except (losses.LossInputError, ValueError, RuntimeError) as err:
+            raise losses.LossConfigError(f"loss.box: does not accept (N, 4) boxes / deltas: {err}") from None
 
     def slot_terms(self, slot: str, pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Evaluate one slot (summed); what the detector head calls on its matched pairs."""

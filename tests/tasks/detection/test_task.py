@@ -80,6 +80,8 @@ def test_slot_validation() -> None:
         TASK(arch="fcos", loss={"box": "giou + smooth_l1"}, **TINY)
     with pytest.raises(losses.LossConfigError, match="reduction"):
         TASK(arch="fcos", loss={"box": {"name": "giou", "params": {"reduction": "mean"}}}, **TINY)
+    with pytest.raises(losses.LossConfigError, match=r"does not accept \(N, 4\)"):
+        TASK(arch="fcos", loss={"box": "gwd"}, **TINY)  # rotated boxes (N, 5)
     with pytest.raises(losses.LossConfigError, match="unknown loss"):
         TASK(arch="fcos", loss={"box": "gioo"}, **TINY)
     with pytest.warns(UserWarning, match="centerness is ignored"):
