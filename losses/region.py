@@ -300,20 +300,6 @@ class _RegionLoss(nn.Module):
         return f"mode={self.mode!r}, per_image={self.per_image}, reduction={self.reduction!r}"
 
 
-_PARAMS_DOC = """
-    Args:
-        mode: "binary" | "multiclass" | "multilabel" (smp constants).
-        from_logits: apply softmax (multiclass) / sigmoid (otherwise) to the input.
-        ignore_index: target value whose pixels are left out of every statistic.
-        smooth: added to numerator and denominator (default 0, smp); ``eps`` clamps the denominator.
-        classes: subset of class indices kept in the loss (not for binary).
-        class_weights: per-class weights of the mean (``sum w l / sum w``), length C.
-        per_image: statistics per image instead of over the whole batch.
-        reduction: mean | sum | none; none returns the (weighted) per-class losses,
-            shape (C',) or (N, C') with ``per_image`` (C' = len(classes) or C; C = 1 in binary).
-"""
-
-
 # --------------------------------------------------------------------------- Dice family
 
 
@@ -322,7 +308,7 @@ class DiceLoss(_RegionLoss):
     """Soft Dice loss (Milletari et al. 2016): 1 - Dice per class, averaged over classes.
 
     Formula:
-        D_c = (2 tp_c + s) / max(2 tp_c + fp_c + fn_c + s, eps)      (= (tp+s)/(tp+fp/2+fn/2+s), smp form)
+        D_c = (tp_c + s) / max(tp_c + fp_c/2 + fn_c/2 + s, eps)   (smp form; = 2 tp / (2 tp + fp + fn) for s = 0)
         tp_c = sum_i p_ic g_ic,  fp_c = sum_i p_ic (1 - g_ic),  fn_c = sum_i (1 - p_ic) g_ic
         L = mean_c [g_c non-empty] (1 - D_c)        (log_loss: -log max(D_c, eps))
 
@@ -371,7 +357,7 @@ class DiceLoss(_RegionLoss):
         return self.finish(loss, stats)
 
 
-@register("jaccard", family="region", aliases=("iou", "soft_iou", "soft_jaccard"))
+@register("jaccard", family="region", aliases=("soft_iou", "soft_jaccard"))
 class JaccardLoss(DiceLoss):
     """Soft Jaccard (IoU) loss: 1 - soft IoU per class, averaged over classes.
 
