@@ -130,7 +130,7 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
 
 def _losses(args: argparse.Namespace) -> int:
     if args.name:
-        console.print(str(losses.info(args.name)), highlight=False)
+        print(losses.info(args.name))
         return 0
     families = [args.family] if args.family else list(losses.FAMILIES)
     table = Table(title="loss catalogue  (python train.py losses NAME for formula and reference)")

@@ -152,8 +152,10 @@ class SegmentationTask(LossTask):
         names = self.class_names if self.mode == "multiclass" else (
             ["background", "foreground"] if self.mode == "binary" else self.class_names[1:])
         foreground = iou if self.mode == "multilabel" else iou[1:]
-        self.log_dict({f"{stage}/miou": iou.mean(), f"{stage}/miou_fg": foreground.mean(), f"{stage}/dice": dice.mean()})
-        self.log_dict({f"{stage}/iou/{name}": value for name, value in zip(names, iou)})
+        # torchmetrics already reduced across ranks; sync_dist only averages identical values
+        self.log_dict({f"{stage}/miou": iou.mean(), f"{stage}/miou_fg": foreground.mean(), f"{stage}/dice": dice.mean()},
+                      sync_dist=True)
+        self.log_dict({f"{stage}/iou/{name}": value for name, value in zip(names, iou)}, sync_dist=True)
 
     # ------------------------------------------------------------------ overlays
 
