@@ -477,6 +477,11 @@ def machine(device: torch.device) -> str:
         hw = torch.cuda.get_device_name(device)
     else:
         cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+        except OSError:
+            pass
         hw = f"{cpu}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"
     return f"{hw}; torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}"
 
