@@ -276,7 +276,15 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, index: Tensor, weight: Tensor | None, gamma: float) -> Tensor:
+    def forward(
+        ctx,
+        logits: Tensor,
+        index: Tensor,
+        weight: Tensor | None,
+        gamma: float,
+        poly_eps: float = 0.0,
+        poly_weight: Tensor | None = None,
+    ) -> Tensor:
         logp = torch.log_softmax(logits, 1)
         lp = logp.gather(1, index.unsqueeze(1)).squeeze(1)
         p = lp.exp()
@@ -293,6 +301,13 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
             scale = fac + gamma * ce * p * dfac
         if weight is not None:
             loss, scale = loss * weight, scale * weight
+        if poly_eps:  # Poly-1 term eps (1 - p)^(gamma + 1), d/dce = eps (gamma + 1) (1 - p)^gamma p
+            k = gamma + 1
+            poly = poly_eps * (one_m if k == 1 else one_m.pow(k))
+            dpoly = poly_eps * k * p * (torch.ones_like(one_m) if k == 1 else one_m.pow(k - 1))
+            if poly_weight is not None:
+                poly, dpoly = poly * poly_weight, dpoly * poly_weight
+            loss, scale = loss + poly, scale + dpoly
         ctx.save_for_backward(logp, index, scale)
         return loss
 
@@ -303,7 +318,7 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
         s = (scale * grad).unsqueeze(1)
         out = logp.exp().mul_(s)
         out.scatter_add_(1, index.unsqueeze(1), -s)
-        return out, None, None, None
+        return out, None, None, None, None, None
 
 
 def softmax_focal_loss(
@@ -1058,7 +1073,8 @@ class Poly1Loss(_ClassificationLoss):
 
     Call:
         (logits, target) per mode; epsilon, focal (bool), gamma, alpha (focal form), mode,
-        ignore_index, reduction. eps = 0 equals ce / focal.
+        ignore_index, reduction. eps = 0 equals ce / focal. Index targets: one fused pass (the focal
+        autograd Function with the poly term), first-order differentiable only.
 
     Example:
         >>> crit = Poly1Loss(epsilon=1.0)
@@ -1102,17 +1118,16 @@ class Poly1Loss(_ClassificationLoss):
             loss = base + self.epsilon * _focal_factor(one_m_pt, power)
             return reduce(loss, self.reduction, mask)
         alpha = None if self.class_alpha is None else _as_tensor(self.class_alpha, logits)
-        if prep.kind == "index":
-            ii = -100 if self.ignore_index is None else self.ignore_index
-            if self.focal:
-                base = softmax_focal_loss(prep.logits, prep.target, self.gamma, alpha, self.ignore_index)
-            else:
-                base = F.cross_entropy(prep.logits, prep.target, ignore_index=ii, reduction="none")
+        if prep.kind == "index":  # one fused pass: (focal or CE) + eps (1 - p_y)^power
             safe, valid = _valid_index(prep.target, self.ignore_index)
-            # 1 - p_y from the log-softmax of the target class only (ignored positions masked below)
-            lp = torch.log_softmax(prep.logits, 1).gather(1, safe.unsqueeze(1)).squeeze(1)
-            one_m_pt = -torch.expm1(lp)
-            mask = None if valid is None else valid.to(logits.dtype)
+            vw = None if valid is None else valid.to(logits.dtype)
+            weight = None if alpha is None else alpha.to(logits.dtype)[safe]
+            weight = vw if weight is None else (weight if vw is None else weight * vw)
+            gamma = self.gamma if self.focal else 0.0
+            loss = _SoftmaxFocalIndex.apply(prep.logits, safe, weight, gamma, self.epsilon, vw)
+            if self.reduction == "mean":
+                return _index_mean(loss.sum(), prep.target, self.ignore_index, None)
+            return reduce(loss, self.reduction)
         else:
             logp = torch.log_softmax(prep.logits, 1)
             one_m_pt = 1 - (logp.exp() * prep.target).sum(1)
@@ -1180,11 +1195,8 @@ class KLDivLoss(_ClassificationLoss):
             neg_entropy = torch.xlogy(y, y) + torch.xlogy(1 - y, 1 - y)
             loss = (F.binary_cross_entropy_with_logits(x, y, reduction="none") + neg_entropy) * t2
             return reduce(loss, self.reduction, prep.mask)
-        if prep.kind == "index":
-            ii = -100 if self.ignore_index is None else self.ignore_index
-            loss = F.cross_entropy(x, prep.target, ignore_index=ii, reduction="none") * t2
-            _, valid = _valid_index(prep.target, self.ignore_index)
-            mask = None if valid is None else valid.to(x.dtype)
+        if prep.kind == "index":  # one-hot target: KL = CE, torch's fused path
+            return _ce_index(x, prep.target, None, self.ignore_index, 0.0, self.reduction) * t2
         else:
             loss = F.kl_div(torch.log_softmax(x, 1), prep.target, reduction="none").sum(1) * t2
             mask = None if prep.mask is None else prep.mask.squeeze(1)
