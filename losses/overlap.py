@@ -16,8 +16,10 @@ Degenerate boxes, the same for every variant (tests cover each):
 * zero-area boxes: IoU = 0 (``0 / (union + eps)``); identical zero-area boxes also give IoU = 0,
   so the IoU term is 1 while every distance/shape penalty is 0.
 * identical boxes with positive area: IoU = A / (A + eps) ~= 1, loss ~= 0 (the known minimum).
-* far-apart boxes: IoU = 0; penalties saturate (GIoU/DIoU -> 2, EIoU -> 4, MPDIoU with the
-  enclosing-box normaliser -> 2 for the same-sized far boxes ...). Values and gradients stay finite.
+* far-apart boxes: IoU = 0, distance penalties saturate: iou / alpha_iou(iou) / inner_iou(iou) -> 1;
+  GIoU, DIoU, EIoU, PIoU -> 2 (CIoU adds its aspect term); MPDIoU with the enclosing-box
+  normaliser -> 3; SIoU -> 1 + (2 - exp(-gamma) - ...)/2 < 2 (1.63 on a 45-degree offset);
+  focal_eiou -> ~eps^gamma * 2; gwd -> 1 (logarithmically). Values and gradients stay finite.
 
 >>> import torch, losses
 >>> crit = losses.build("ciou")
@@ -488,7 +490,7 @@ class MPDIoU(_BoxLoss):
     The paper normalises by the input image: pass ``image_size=(h, w)`` for that. Without it the
     squared diagonal of the smallest enclosing box is used (a scale-free per-pair normaliser, as in
     DIoU), so the loss is defined for boxes of any coordinate range. Degenerate boxes: identical
-    -> ~0; far apart -> towards 2 with the enclosing normaliser.
+    -> ~0; far apart -> towards 3 with the enclosing normaliser (each corner term -> 1).
 
     Formula:
         d1^2 = (x1 - x1_gt)^2 + (y1 - y1_gt)^2,   d2^2 = (x2 - x2_gt)^2 + (y2 - y2_gt)^2

@@ -440,6 +440,11 @@ def test_degenerate_boxes_finite_value_and_gradient(name, params, case, dtype):
         # far apart: giou and diou saturate towards 2
         ("giou", "far_apart", 2.0),
         ("diou", "far_apart", 2.0 - 2e-4),  # 1 + (1e4 / (1e4 + 1))^2
+        ("eiou", "far_apart", 2.0 - 2e-4),  # same sizes: no width/height term
+        ("mpdiou", "far_apart", 3.0 - 4e-4),  # each corner distance^2 / c^2 -> 1
+        ("piou", "far_apart", 2.0),
+        ("siou", "far_apart", 2.0 - math.exp(-1.0)),  # 45 degrees: gamma = 1, rho_x = rho_y -> 1
+        (IOU, "far_apart", 1.0),
         # concentric: no distance penalty, iou = 4/16
         ("diou", "concentric", 0.75),
     ],
