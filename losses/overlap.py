@@ -275,7 +275,7 @@ class _BoxLoss(nn.Module):
         return f"box_format={self.box_format!r}, reduction={self.reduction!r}, eps={self.eps}"
 
 
-@register("box_iou", family="overlap", tasks=_TASKS)  # TODO: "iou" once region.py drops its jaccard alias
+@register("iou", family="overlap", tasks=_TASKS)
 class IoU(_BoxLoss):
     """IoU loss 1 - IoU: no gradient once boxes stop overlapping (use giou/diou/ciou then).
 
