@@ -7,7 +7,8 @@ behaviour and error messages are the same everywhere.
 from __future__ import annotations
 
 import functools
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -93,9 +94,7 @@ def one_hot(target: Tensor, num_classes: int, ignore_index: int | None = None) -
             f"target holds class indices outside [0, {num_classes - 1}] "
             f"(min {int(safe.min())}, max {int(safe.max())}); set ignore_index for void labels"
         )
-    encoded = torch.zeros(
-        (target.shape[0], num_classes, *target.shape[1:]), dtype=torch.float32, device=target.device
-    )
+    encoded = torch.zeros((target.shape[0], num_classes, *target.shape[1:]), dtype=torch.float32, device=target.device)
     encoded.scatter_(1, safe.unsqueeze(1), 1.0)
     mask = valid.unsqueeze(1).to(encoded.dtype)
     return encoded * mask, mask

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,9 @@ from losses.registry import LossConfigError, create, get
 _TERM_KEYS = {"name", "params", "weight", "schedule"}
 _SCHEDULE_KEYS = {"warmup_epochs", "start", "end", "epochs"}
 _BALANCES = ("fixed", "uncertainty")
-_SHORTHAND_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_][\w]*)\s*$")
+_SHORTHAND_TERM = re.compile(
+    r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_][\w]*)\s*$"
+)
 
 
 @dataclass
@@ -85,7 +88,9 @@ def parse_spec(spec: Any, where: str = "loss") -> list[TermSpec]:
     elif isinstance(spec, Sequence) and spec and not isinstance(spec, (bytes, bytearray)):
         terms = [_parse_term(t, f"{where}[{i}]") for i, t in enumerate(spec)]
     else:
-        raise LossConfigError(f"{where}: expected a loss name, 'a + 0.5*b', a {{name, params}} mapping or a list; got {spec!r}")
+        raise LossConfigError(
+            f"{where}: expected a loss name, 'a + 0.5*b', a {{name, params}} mapping or a list; got {spec!r}"
+        )
     for i, term in enumerate(terms):
         try:
             get(term.name)
@@ -101,7 +106,9 @@ def _parse_shorthand(text: str, where: str) -> list[TermSpec]:
     for part in text.split("+"):
         match = _SHORTHAND_TERM.match(part)
         if not match:
-            raise LossConfigError(f"{where}: cannot parse {part.strip()!r} in {text!r}; write terms like 'dice + 0.5*focal'")
+            raise LossConfigError(
+                f"{where}: cannot parse {part.strip()!r} in {text!r}; write terms like 'dice + 0.5*focal'"
+            )
         terms.append(TermSpec(match["name"], {}, float(match["weight"] or 1.0)))
     return terms
 

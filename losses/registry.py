@@ -16,8 +16,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -101,9 +102,7 @@ class LossInfo:
     tasks: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
-        params = ", ".join(
-            f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in self.parameters.items()
-        )
+        params = ", ".join(f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in self.parameters.items())
         lines = [f"{self.name}  [{self.family}]  {self.summary}"]
         if self.aliases:
             lines.append(f"  aliases:   {', '.join(self.aliases)}")

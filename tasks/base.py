@@ -10,7 +10,8 @@ checkpoint.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -61,12 +62,24 @@ class LossTask(L.LightningModule):
         """Evaluate a slot, log its total as ``<stage>/loss/<slot>`` and each term as ``.../<slot>/<name>``."""
         total, terms = self.loss_slots[slot].forward_terms(*args)
         on_step = stage == "train"
-        self.log(f"{stage}/loss/{slot}", total.detach(), on_step=on_step, on_epoch=True, sync_dist=not on_step,
-                 batch_size=batch_size)
+        self.log(
+            f"{stage}/loss/{slot}",
+            total.detach(),
+            on_step=on_step,
+            on_epoch=True,
+            sync_dist=not on_step,
+            batch_size=batch_size,
+        )
         if len(terms) > 1:
             for name, value in terms.items():
-                self.log(f"{stage}/loss/{slot}/{name}", value, on_step=on_step, on_epoch=True,
-                         sync_dist=not on_step, batch_size=batch_size)
+                self.log(
+                    f"{stage}/loss/{slot}/{name}",
+                    value,
+                    on_step=on_step,
+                    on_epoch=True,
+                    sync_dist=not on_step,
+                    batch_size=batch_size,
+                )
         return total
 
     def on_train_epoch_start(self) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -44,12 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("fit", "validate", "test", "predict"):
         p = sub.add_parser(name, help=f"{name} a task from a YAML config")
-        p.add_argument("-c", "--config", action="append",
-                       help="YAML config; repeat to merge several (e.g. a recipe and configs/cluster/ddp.yaml)")
+        p.add_argument(
+            "-c",
+            "--config",
+            action="append",
+            help="YAML config; repeat to merge several (e.g. a recipe and configs/cluster/ddp.yaml)",
+        )
         p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. loss.seg=dice trainer.max_epochs=3")
         if name == "fit":
-            p.add_argument("--resume", nargs="?", const="latest", default=None,
-                           help="resume from a run folder or checkpoint; alone: the newest run of this config")
+            p.add_argument(
+                "--resume",
+                nargs="?",
+                const="latest",
+                default=None,
+                help="resume from a run folder or checkpoint; alone: the newest run of this config",
+            )
         else:
             p.add_argument("--ckpt", default=None, help="checkpoint or run folder (default: the newest run's best)")
         p.set_defaults(handler=_run_stage, stage=name)

@@ -45,7 +45,9 @@ def plot_loss_curves(log_dir: Path, out_png: Path) -> Path | None:
     """Three panels: per-slot train/val totals, per-term train values, validation metrics."""
     series = read_metrics(log_dir)
     totals = {k: v for k, v in series.items() if _is_total(k)}
-    terms = {k: v for k, v in series.items() if k.startswith("train/loss/") and k.endswith("_epoch") and k not in totals}
+    terms = {
+        k: v for k, v in series.items() if k.startswith("train/loss/") and k.endswith("_epoch") and k not in totals
+    }
     scores = {k: v for k, v in series.items() if k.startswith("val/") and "/loss" not in k}
     if not totals:
         return None

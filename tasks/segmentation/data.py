@@ -13,8 +13,9 @@ by file stem.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -39,7 +40,9 @@ def read_mask(path: Path, palette: Sequence[Sequence[int]] | None = None, ignore
     if mask.mode in ("L", "P", "I", "I;16"):
         return np.asarray(mask, dtype=np.int64)
     if palette is None:
-        raise ValueError(f"{path}: mask has mode {mask.mode}; give data.palette (one [r, g, b] per class) for RGB masks")
+        raise ValueError(
+            f"{path}: mask has mode {mask.mode}; give data.palette (one [r, g, b] per class) for RGB masks"
+        )
     rgb = np.asarray(mask.convert("RGB"), dtype=np.int64)
     out = np.full(rgb.shape[:2], ignore_index, dtype=np.int64)
     for index, colour in enumerate(palette):
@@ -50,8 +53,13 @@ def read_mask(path: Path, palette: Sequence[Sequence[int]] | None = None, ignore
 class MaskFolderDataset(Dataset):
     """Pairs ``images/<stem>.*`` with ``masks/<stem>.png`` under one split folder."""
 
-    def __init__(self, split_dir: Path, transform: v2.Transform | None = None,
-                 palette: Sequence[Sequence[int]] | None = None, ignore_index: int = 255) -> None:
+    def __init__(
+        self,
+        split_dir: Path,
+        transform: v2.Transform | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        ignore_index: int = 255,
+    ) -> None:
         self.split_dir = Path(split_dir)
         images = sorted(p for p in (self.split_dir / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         masks = {p.stem: p for p in (self.split_dir / "masks").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
@@ -59,8 +67,9 @@ class MaskFolderDataset(Dataset):
             raise FileNotFoundError(f"data: no images in {self.split_dir / 'images'} (expected {IMAGE_SUFFIXES})")
         missing = [p.name for p in images if p.stem not in masks]
         if missing:
-            raise FileNotFoundError(f"data: {len(missing)} image(s) without a mask in {self.split_dir / 'masks'}, "
-                                    f"e.g. {missing[:3]}")
+            raise FileNotFoundError(
+                f"data: {len(missing)} image(s) without a mask in {self.split_dir / 'masks'}, e.g. {missing[:3]}"
+            )
         self.samples = [(p, masks[p.stem]) for p in images]
         self.transform = transform
         self.palette = palette
@@ -132,8 +141,10 @@ class SegmentationDataModule(L.LightningDataModule):
         self.shapes = dict(shapes or {})
         accepted = ("num_train", "num_val", "size", "seed")
         if set(self.shapes) - set(accepted):
-            raise ValueError(f"data.shapes: unknown key(s) {sorted(set(self.shapes) - set(accepted))}; "
-                             f"accepted: {', '.join(accepted)}")
+            raise ValueError(
+                f"data.shapes: unknown key(s) {sorted(set(self.shapes) - set(accepted))}; "
+                f"accepted: {', '.join(accepted)}"
+            )
         self.cache_dir = Path(cache_dir)
         self.seed = seed
         self.class_names: tuple[str, ...] | None = CLASSES if root is None else None

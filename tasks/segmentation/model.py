@@ -9,15 +9,30 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-ARCHITECTURES = {name.lower(): name for name in ("Unet", "UnetPlusPlus", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus",
-                                                 "Linknet", "MAnet", "PAN", "UPerNet", "Segformer")}
+ARCHITECTURES = {
+    name.lower(): name
+    for name in (
+        "Unet",
+        "UnetPlusPlus",
+        "FPN",
+        "PSPNet",
+        "DeepLabV3",
+        "DeepLabV3Plus",
+        "Linknet",
+        "MAnet",
+        "PAN",
+        "UPerNet",
+        "Segformer",
+    )
+}
 
 
 NORMS = ("batch", "group")
 
 
-def build_model(arch: str, encoder: str, in_channels: int, out_channels: int, encoder_weights: str | None,
-                norm: str = "batch") -> nn.Module:
+def build_model(
+    arch: str, encoder: str, in_channels: int, out_channels: int, encoder_weights: str | None, norm: str = "batch"
+) -> nn.Module:
     """``smp.create_model`` with random init; ``encoder_weights`` is a local state-dict path or null.
 
     smp's named weights ("imagenet") download at run time, which is not possible offline, so
@@ -27,8 +42,13 @@ def build_model(arch: str, encoder: str, in_channels: int, out_channels: int, en
     if arch.lower() not in ARCHITECTURES:
         raise ValueError(f"model.arch: {arch!r} is not one of {sorted(ARCHITECTURES.values())}")
     try:
-        model = smp.create_model(ARCHITECTURES[arch.lower()], encoder_name=encoder, encoder_weights=None,
-                                 in_channels=in_channels, classes=out_channels)
+        model = smp.create_model(
+            ARCHITECTURES[arch.lower()],
+            encoder_name=encoder,
+            encoder_weights=None,
+            in_channels=in_channels,
+            classes=out_channels,
+        )
     except KeyError as err:
         raise ValueError(f"model.encoder: {encoder!r} is not an smp encoder ({err})") from None
     if encoder_weights is not None:

@@ -24,8 +24,9 @@ def colourise(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.nda
     return rgba
 
 
-def save_overlay(images: Tensor, targets: Tensor, preds: Tensor, path: Path, num_classes: int,
-                 ignore_index: int, title: str = "") -> Path:
+def save_overlay(
+    images: Tensor, targets: Tensor, preds: Tensor, path: Path, num_classes: int, ignore_index: int, title: str = ""
+) -> Path:
     """Save a grid for up to 4 samples; ``targets``/``preds`` are (N, H, W) class indices."""
     count = min(4, images.shape[0])
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

@@ -40,7 +40,9 @@ _CLASS_TEXTURE = {1: "gravel", 2: "brick", 3: "grass"}
 _CLASS_TINT = {1: (1.0, 0.45, 0.3), 2: (0.35, 1.0, 0.45), 3: (0.4, 0.55, 1.0)}  # a bias, jittered per object
 
 
-def render_sample(rng: np.random.Generator, textures: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+def render_sample(
+    rng: np.random.Generator, textures: dict[str, np.ndarray], size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One RGB image (H,W,3 uint8) and its index mask (H,W uint8)."""
     background_texture = textures[rng.choice(list(textures))]
     image = _tinted_crop(background_texture, size, rng, rng.uniform(0.2, 0.6, 3)) * 0.6
@@ -57,13 +59,17 @@ def render_sample(rng: np.random.Generator, textures: dict[str, np.ndarray], siz
             draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=1)
         elif label == 2:
             angle = rng.uniform(0, np.pi / 2)
-            corners = [(cx + radius * np.cos(angle + k * np.pi / 2), cy + radius * np.sin(angle + k * np.pi / 2))
-                       for k in range(4)]
+            corners = [
+                (cx + radius * np.cos(angle + k * np.pi / 2), cy + radius * np.sin(angle + k * np.pi / 2))
+                for k in range(4)
+            ]
             draw.polygon(corners, fill=1)
         else:
             angle = rng.uniform(0, 2 * np.pi)
-            corners = [(cx + radius * np.cos(angle + k * 2 * np.pi / 3), cy + radius * np.sin(angle + k * 2 * np.pi / 3))
-                       for k in range(3)]
+            corners = [
+                (cx + radius * np.cos(angle + k * 2 * np.pi / 3), cy + radius * np.sin(angle + k * 2 * np.pi / 3))
+                for k in range(3)
+            ]
             draw.polygon(corners, fill=1)
         inside = np.asarray(shape_mask, bool)
         tint = 0.6 * np.asarray(_CLASS_TINT[label]) + rng.uniform(0.0, 0.4, 3)
@@ -81,8 +87,14 @@ def generate_shapes(cache_dir: Path, num_train: int = 192, num_val: int = 48, si
     overwrite each other; an existing folder whose ``dataset.json`` matches is reused.
     """
     root = Path(cache_dir) / f"v{GENERATOR_VERSION}_n{num_train}-{num_val}_s{size}_seed{seed}"
-    meta = {"version": GENERATOR_VERSION, "num_train": num_train, "num_val": num_val, "size": size, "seed": seed,
-            "classes": list(CLASSES)}
+    meta = {
+        "version": GENERATOR_VERSION,
+        "num_train": num_train,
+        "num_val": num_val,
+        "size": size,
+        "seed": seed,
+        "classes": list(CLASSES),
+    }
     stamp = root / "dataset.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == meta:
         return root

@@ -9,8 +9,9 @@ Void pixels (``ignore_index``) are passed to the loss and excluded from the metr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,12 +75,16 @@ class SegmentationTask(LossTask):
     def _metrics(self, prefix: str) -> MetricCollection:
         if self.mode == "multilabel":
             labels = self.num_classes - 1
-            metrics = {"iou": MultilabelJaccardIndex(labels, average="none", ignore_index=self.ignore_index),
-                       "dice": MultilabelF1Score(labels, average="none", ignore_index=self.ignore_index)}
+            metrics = {
+                "iou": MultilabelJaccardIndex(labels, average="none", ignore_index=self.ignore_index),
+                "dice": MultilabelF1Score(labels, average="none", ignore_index=self.ignore_index),
+            }
         else:
             classes = 2 if self.mode == "binary" else self.num_classes
-            metrics = {"iou": MulticlassJaccardIndex(classes, average="none", ignore_index=self.ignore_index),
-                       "dice": MulticlassF1Score(classes, average="none", ignore_index=self.ignore_index)}
+            metrics = {
+                "iou": MulticlassJaccardIndex(classes, average="none", ignore_index=self.ignore_index),
+                "dice": MulticlassF1Score(classes, average="none", ignore_index=self.ignore_index),
+            }
         return MetricCollection(metrics, prefix=f"{prefix}/")
 
     # ------------------------------------------------------------------ targets and predictions
@@ -149,19 +154,28 @@ class SegmentationTask(LossTask):
         values = metrics.compute()
         metrics.reset()
         iou, dice = values[f"{stage}/iou"], values[f"{stage}/dice"]
-        names = self.class_names if self.mode == "multiclass" else (
-            ["background", "foreground"] if self.mode == "binary" else self.class_names[1:])
+        names = (
+            self.class_names
+            if self.mode == "multiclass"
+            else (["background", "foreground"] if self.mode == "binary" else self.class_names[1:])
+        )
         foreground = iou if self.mode == "multilabel" else iou[1:]
         # torchmetrics already reduced across ranks; sync_dist only averages identical values
-        self.log_dict({f"{stage}/miou": iou.mean(), f"{stage}/miou_fg": foreground.mean(), f"{stage}/dice": dice.mean()},
-                      sync_dist=True)
+        self.log_dict(
+            {f"{stage}/miou": iou.mean(), f"{stage}/miou_fg": foreground.mean(), f"{stage}/dice": dice.mean()},
+            sync_dist=True,
+        )
         self.log_dict({f"{stage}/iou/{name}": value for name, value in zip(names, iou)}, sync_dist=True)
 
     # ------------------------------------------------------------------ overlays
 
     def _should_draw_overlay(self) -> bool:
-        return (self.overlay_every_n_epochs > 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking
-                and self.current_epoch % self.overlay_every_n_epochs == 0)
+        return (
+            self.overlay_every_n_epochs > 0
+            and self.trainer.is_global_zero
+            and not self.trainer.sanity_checking
+            and self.current_epoch % self.overlay_every_n_epochs == 0
+        )
 
     def _draw_overlay(self, images: Tensor, mask: Tensor, preds: Tensor) -> None:
         if self.mode == "multilabel":  # show the highest-index active label per pixel
@@ -170,4 +184,6 @@ class SegmentationTask(LossTask):
         elif self.mode == "binary":
             mask = torch.where(mask == self.ignore_index, mask, (mask > 0).long())
         path = Path(self.trainer.default_root_dir) / "predictions" / f"epoch_{self.current_epoch:03d}.png"
-        save_overlay(images, mask, preds, path, self.num_classes, self.ignore_index, title=f"epoch {self.current_epoch}")
+        save_overlay(
+            images, mask, preds, path, self.num_classes, self.ignore_index, title=f"epoch {self.current_epoch}"
+        )

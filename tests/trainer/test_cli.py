@@ -19,8 +19,7 @@ SHAPES = REPO / "configs" / "segmentation" / "shapes.yaml"
 
 
 def test_fit_writes_run_folder_and_logs_every_term(tiny_segmentation_config):
-    assert main(["fit", "-c", str(tiny_segmentation_config), "loss.seg=dice + 0.5*focal",
-                 "trainer.max_epochs=1"]) == 0
+    assert main(["fit", "-c", str(tiny_segmentation_config), "loss.seg=dice + 0.5*focal", "trainer.max_epochs=1"]) == 0
     run_dir = tiny_segmentation_config.parent / "runs" / "tiny" / "version_0"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "plots" / "loss_curves.png").is_file()
@@ -35,8 +34,9 @@ def test_fit_writes_run_folder_and_logs_every_term(tiny_segmentation_config):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,25 @@ REPO = Path(__file__).resolve().parents[2]
 # GroupNorm: batch statistics would otherwise differ between 2x2 and 1x4 samples (no SyncBN on CPU).
 # Plain SGD with a small step: Adam's m/sqrt(v) turns float-rounding differences of near-zero
 # gradients (all-reduce order) into lr-sized steps, which would hide real discrepancies.
-COMMON = ["model.norm=group", "loss.seg=ce", "loss.balance=fixed", "trainer.max_epochs=1", "optim.scheduler=none",
-          "optim.name=sgd", "optim.lr=0.01", "optim.weight_decay=0"]
+COMMON = [
+    "model.norm=group",
+    "loss.seg=ce",
+    "loss.balance=fixed",
+    "trainer.max_epochs=1",
+    "optim.scheduler=none",
+    "optim.name=sgd",
+    "optim.lr=0.01",
+    "optim.weight_decay=0",
+]
 
 
 def run_cli(config: Path, *overrides: str) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "fit", "-c", str(config), *COMMON, *overrides],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -31,8 +42,14 @@ def run_cli(config: Path, *overrides: str) -> None:
 def test_ddp_two_processes_match_one_process(tiny_segmentation_config):
     runs = tiny_segmentation_config.parent / "runs"
     run_cli(tiny_segmentation_config, "run.name=single", "data.batch_size=4")
-    run_cli(tiny_segmentation_config, "run.name=ddp", "data.batch_size=2", "trainer.devices=2",
-            "trainer.strategy=ddp", "trainer.accelerator=cpu")
+    run_cli(
+        tiny_segmentation_config,
+        "run.name=ddp",
+        "data.batch_size=2",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.accelerator=cpu",
+    )
 
     single = torch.load(runs / "single/version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     ddp = torch.load(runs / "ddp/version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
@@ -43,4 +60,6 @@ def test_ddp_two_processes_match_one_process(tiny_segmentation_config):
     single_metrics = read_metrics(runs / "single/version_0/logs")
     ddp_metrics = read_metrics(runs / "ddp/version_0/logs")
     for key in ("val/loss/seg", "val/miou", "val/dice"):
-        assert [v for _, v in ddp_metrics[key]] == pytest.approx([v for _, v in single_metrics[key]], rel=1e-3, abs=1e-4)
+        assert [v for _, v in ddp_metrics[key]] == pytest.approx(
+            [v for _, v in single_metrics[key]], rel=1e-3, abs=1e-4
+        )

@@ -12,8 +12,9 @@ SEG_LOSSES = ["focal_tversky", "unified_focal", "combo", "lovasz", "dice + 0.5*f
 
 @pytest.fixture(scope="module")
 def batch(shapes_cache):
-    datamodule = SegmentationDataModule(batch_size=8, cache_dir=str(shapes_cache),
-                                        shapes={"num_train": 16, "num_val": 8, "size": 64})
+    datamodule = SegmentationDataModule(
+        batch_size=8, cache_dir=str(shapes_cache), shapes={"num_train": 16, "num_val": 8, "size": 64}
+    )
     datamodule.setup("fit")
     return next(iter(datamodule.train_dataloader()))
 
@@ -22,8 +23,9 @@ def batch(shapes_cache):
 @pytest.mark.parametrize("loss", SEG_LOSSES)
 def test_loss_falls_when_fitting_one_batch(loss, mode, batch):
     torch.manual_seed(0)
-    task = SegmentationTask(arch="unet", encoder="resnet18", num_classes=4, mode=mode, loss={"seg": loss},
-                            overlay_every_n_epochs=0)
+    task = SegmentationTask(
+        arch="unet", encoder="resnet18", num_classes=4, mode=mode, loss={"seg": loss}, overlay_every_n_epochs=0
+    )
     optimizer = torch.optim.Adam(task.parameters(), lr=1e-3)
     images, mask = batch
     values = []

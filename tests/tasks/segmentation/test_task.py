@@ -11,8 +11,15 @@ from tasks.segmentation.model import batchnorm_to_groupnorm, build_model
 
 
 def tiny_task(mode: str, loss: str = "dice", **kwargs) -> SegmentationTask:
-    return SegmentationTask(arch="unet", encoder="resnet18", num_classes=4, mode=mode, loss={"seg": loss},
-                            overlay_every_n_epochs=0, **kwargs)
+    return SegmentationTask(
+        arch="unet",
+        encoder="resnet18",
+        num_classes=4,
+        mode=mode,
+        loss={"seg": loss},
+        overlay_every_n_epochs=0,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(("mode", "channels"), [("multiclass", 4), ("binary", 1), ("multilabel", 3)])
@@ -39,12 +46,21 @@ def test_loss_slot_receives_task_mode_and_ignore_index():
 
 @pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
 def test_fit_a_few_steps_in_every_mode(mode, shapes_cache, tmp_path):
-    datamodule = SegmentationDataModule(batch_size=4, cache_dir=str(shapes_cache),
-                                        shapes={"num_train": 16, "num_val": 8, "size": 32})
+    datamodule = SegmentationDataModule(
+        batch_size=4, cache_dir=str(shapes_cache), shapes={"num_train": 16, "num_val": 8, "size": 32}
+    )
     task = tiny_task(mode, loss="dice + jaccard")
-    trainer = L.Trainer(max_steps=2, limit_val_batches=1, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
-                        num_sanity_val_steps=0, val_check_interval=2)
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+        val_check_interval=2,
+    )
     trainer.fit(task, datamodule=datamodule)
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["train/loss/seg_step"])
