@@ -95,6 +95,9 @@ def _run_stage(args: argparse.Namespace) -> int:
         _print_metrics(objects.trainer.callback_metrics, run_dir)
     elif args.stage in ("validate", "test") and result:
         _print_metrics(result[0], run_dir)
+    elif args.stage == "predict":
+        count = sum(len(batch) for batch in result or [])
+        console.print(f"predicted {count} samples; outputs under {run_dir / 'predictions'}")
     return 0
 
 

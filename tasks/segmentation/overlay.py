@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from tasks.segmentation.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -47,4 +48,15 @@ def save_overlay(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return path
+
+
+def save_label_png(labels: Tensor, path: Path) -> Path:
+    """Write an (H, W) class map as a palette PNG (the index is the class, as the loader reads it)."""
+    array = labels.detach().cpu().numpy().astype(np.uint8)
+    image = Image.fromarray(array)  # mode L; putpalette turns it into a P image
+    colours = (np.asarray(plt.get_cmap("tab20").colors) * 255).astype(np.uint8)
+    image.putpalette([0, 0, 0, *colours[1:].ravel().tolist()])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
     return path

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -24,10 +26,27 @@ from torchmetrics.classification import (
 )
 
 from tasks.base import LossTask
+from tasks.sampling import SampleKey
 from tasks.segmentation.model import build_model
-from tasks.segmentation.overlay import save_overlay
+from tasks.segmentation.overlay import save_label_png, save_overlay
 
 MODES = ("binary", "multiclass", "multilabel")
+
+
+class MaskWriter(BasePredictionWriter):
+    """Write each predicted class map to ``<run>/predictions/<split>/<image stem>.png``."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        dataset = trainer.predict_dataloaders.dataset
+        if not hasattr(dataset, "samples") or batch_indices is None:
+            return
+        out_dir = Path(trainer.default_root_dir) / "predictions" / Path(dataset.split_dir).name
+        for key, label in zip(batch_indices, prediction):
+            index = key.index if isinstance(key, SampleKey) else int(key)
+            save_label_png(label, out_dir / f"{dataset.samples[index][0].stem}.png")
 
 
 class SegmentationTask(LossTask):
@@ -133,7 +152,11 @@ class SegmentationTask(LossTask):
         self._evaluate(batch, batch_idx, "test", self.test_metrics)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self.predict_labels(self(batch[0]))
+        """Class maps (N, H, W); :class:`MaskWriter` saves them as PNGs."""
+        return self.label_map(self.predict_labels(self(batch[0])))
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [MaskWriter()]
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str, metrics: MetricCollection) -> None:
         images, mask = batch
@@ -177,11 +200,16 @@ class SegmentationTask(LossTask):
             and self.current_epoch % self.overlay_every_n_epochs == 0
         )
 
+    def label_map(self, preds: Tensor) -> Tensor:
+        """Predictions as one class index per pixel; multilabel shows the highest active label."""
+        if self.mode != "multilabel":
+            return preds
+        weights = torch.arange(1, self.num_classes, device=preds.device).view(1, -1, 1, 1)
+        return (preds * weights).amax(1)
+
     def _draw_overlay(self, images: Tensor, mask: Tensor, preds: Tensor) -> None:
-        if self.mode == "multilabel":  # show the highest-index active label per pixel
-            weights = torch.arange(1, self.num_classes, device=preds.device).view(1, -1, 1, 1)
-            preds = (preds * weights).amax(1)
-        elif self.mode == "binary":
+        preds = self.label_map(preds)
+        if self.mode == "binary":
             mask = torch.where(mask == self.ignore_index, mask, (mask > 0).long())
         path = Path(self.trainer.default_root_dir) / "predictions" / f"epoch_{self.current_epoch:03d}.png"
         save_overlay(

@@ -60,3 +60,12 @@ def test_losses_command_lists_catalogue_and_describes_one():
     result = run_cli("losses", "dice")
     assert result.returncode == 0
     assert "formula" in result.stdout and "reference" in result.stdout and "[region]" in result.stdout
+
+
+def test_test_and_predict_use_the_runs_checkpoint(tiny_segmentation_config):
+    assert main(["fit", "-c", str(tiny_segmentation_config), "trainer.max_epochs=1"]) == 0
+    run_dir = tiny_segmentation_config.parent / "runs" / "tiny" / "version_0"
+    assert main(["test", "--ckpt", str(run_dir)]) == 0
+    assert main(["predict", "--ckpt", str(run_dir)]) == 0
+    written = sorted((run_dir / "predictions" / "val").glob("*.png"))
+    assert len(written) == 8  # one class map per validation image, named after it
