@@ -177,8 +177,16 @@ class Composite(nn.Module):
         epoch = float(self.epoch)
         return [w * (s(epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
 
-    def forward_terms(self, *args: Any, **kwargs: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        values = [loss(*args, **kwargs) for loss in self.terms]
+    def forward_terms(
+        self, *args: Any, normalizer: float | Tensor = 1.0, **kwargs: Any
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total and unweighted per-term values; every term is divided by ``normalizer`` first.
+
+        ``normalizer`` is for callers that sum a loss and divide by a count (detection heads divide
+        by the number of foreground anchors): the uncertainty weights then act on the normalised
+        terms and the ``log sigma^2`` regulariser stays unscaled, as in Kendall et al.
+        """
+        values = [loss(*args, **kwargs) / normalizer for loss in self.terms]
         total = values[0].new_zeros(())
         for i, (value, weight) in enumerate(zip(values, self.term_weights())):
             if self.log_vars is not None:

@@ -40,23 +40,23 @@ ARCHS = ("fcos", "retinanet")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small")
 BOX_FAMILIES = ("overlap", "regression")
 
-#: ``slot_terms(slot, pred, target) -> (total, {term: value})`` with summed (reduction="sum") values.
-SlotTerms = Callable[[str, Tensor, Tensor], tuple[Tensor, dict[str, Tensor]]]
+#: ``slot_terms(slot, pred, target, normalizer) -> (total, {term: value})``: summed values / normalizer.
+SlotTerms = Callable[[str, Tensor, Tensor, float], tuple[Tensor, dict[str, Tensor]]]
 
 
 class _Accumulator:
-    """Adds ``(total, terms)`` results per slot, scaled; yields the flat dict the detector returns."""
+    """Adds ``(total, terms)`` results per slot; yields the flat dict the detector returns."""
 
     def __init__(self) -> None:
         self.values: dict[str, Tensor] = {}
 
-    def add(self, slot: str, result: tuple[Tensor, dict[str, Tensor]], scale: Tensor | float) -> None:
+    def add(self, slot: str, result: tuple[Tensor, dict[str, Tensor]]) -> None:
         total, terms = result
-        self.values[slot] = self.values.get(slot, 0.0) + total / scale
+        self.values[slot] = self.values.get(slot, 0.0) + total
         if len(terms) > 1:
             for name, value in terms.items():
                 key = f"{slot}/{name}"
-                self.values[key] = self.values.get(key, 0.0) + value / scale
+                self.values[key] = self.values.get(key, 0.0) + value
 
     def scaled(self, factor: float) -> dict[str, Tensor]:
         return {k: v * factor for k, v in self.values.items()}
@@ -99,7 +99,7 @@ class RegistryFCOSHead(FCOSHead):
         gt_classes_targets[foreground, all_gt_classes_targets[foreground]] = 1.0
         num_classes = cls_logits.shape[-1]
         out.add("cls", self.slot_terms("cls", cls_logits.reshape(-1, num_classes),
-                                       gt_classes_targets.reshape(-1, num_classes)), normaliser)
+                                       gt_classes_targets.reshape(-1, num_classes), normaliser))
 
         # box regression on foreground anchors: decoded boxes (overlap) or encoded deltas (regression)
         bbox_reg_targets = self.box_coder.encode(anchors, all_gt_boxes_targets)
@@ -108,7 +108,7 @@ class RegistryFCOSHead(FCOSHead):
             box_inputs = (pred_boxes[foreground], all_gt_boxes_targets[foreground])
         else:
             box_inputs = (bbox_regression[foreground], bbox_reg_targets[foreground])
-        out.add("box", self.slot_terms("box", *box_inputs), normaliser)
+        out.add("box", self.slot_terms("box", *box_inputs, normaliser))
 
         # centerness of the regression targets, on foreground anchors
         if len(bbox_reg_targets) == 0:
@@ -122,7 +122,7 @@ class RegistryFCOSHead(FCOSHead):
             )
         pred_centerness = bbox_ctrness.squeeze(dim=2)
         out.add("centerness", self.slot_terms("centerness", pred_centerness[foreground].unsqueeze(1),
-                                              gt_ctrness_targets[foreground].unsqueeze(1)), normaliser)
+                                              gt_ctrness_targets[foreground].unsqueeze(1), normaliser))
         return out.scaled(1.0)
 
 
@@ -150,7 +150,7 @@ class RegistryRetinaNetHead(RetinaNetHead):
             gt_classes_target = torch.zeros_like(cls_logits_per_image)
             gt_classes_target[foreground, targets_per_image["labels"][matched[foreground]]] = 1.0
             valid = matched != ignore
-            out.add("cls", self.slot_terms("cls", cls_logits_per_image[valid], gt_classes_target[valid]), normaliser)
+            out.add("cls", self.slot_terms("cls", cls_logits_per_image[valid], gt_classes_target[valid], normaliser))
 
             # box regression on foreground anchors
             matched_gt_boxes = targets_per_image["boxes"][matched[foreground_idxs]]
@@ -160,7 +160,7 @@ class RegistryRetinaNetHead(RetinaNetHead):
                 box_inputs = (box_coder.decode_single(regression, anchors_fg), matched_gt_boxes)
             else:
                 box_inputs = (regression, box_coder.encode_single(matched_gt_boxes, anchors_fg))
-            out.add("box", self.slot_terms("box", *box_inputs), normaliser)
+            out.add("box", self.slot_terms("box", *box_inputs, normaliser))
         return out.scaled(1.0 / max(1, len(targets)))
 
 

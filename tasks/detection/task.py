@@ -7,9 +7,9 @@ number of foreground anchors exactly as torchvision does. Every slot loss runs w
 reports COCO mAP, mAP@0.5 and mAP@0.75 (``MeanAveragePrecision``, pycocotools backend) and
 draws ``predictions/epoch_XXX.png`` (ground truth green, predictions red) under the run folder.
 
-With ``balance: uncertainty`` the learnable weights act on a slot's summed value and the
-result is then divided by the foreground count (a slot is one ``Composite`` call; it takes no
-normaliser), so the regulariser ``log sigma^2`` is scaled by ``1 / #foreground`` too.
+With ``balance: uncertainty`` the learnable weights act on the normalised terms (the head passes
+the foreground count as ``Composite.forward_terms(..., normalizer=)``), so the ``log sigma^2``
+regulariser is not scaled by the count.
 
 ``num_classes`` comes from the config; at ``setup`` it is checked against the datamodule's
 categories, so a mismatch fails before the first step with both numbers in the message.
@@ -123,9 +123,11 @@ class DetectionTask(LossTask):
         except (losses.LossInputError, ValueError, RuntimeError) as err:
             raise losses.LossConfigError(f"loss.box: does not accept (N, 4) boxes / deltas: {err}") from None
 
-    def slot_terms(self, slot: str, pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Evaluate one slot (summed); what the detector head calls on its matched pairs."""
-        return self.loss_slots[slot].forward_terms(pred, target)
+    def slot_terms(
+        self, slot: str, pred: Tensor, target: Tensor, normalizer: float = 1.0
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Evaluate one slot (summed, divided by ``normalizer``); what the detector head calls."""
+        return self.loss_slots[slot].forward_terms(pred, target, normalizer=normalizer)
 
     def _log_losses(self, values: dict[str, Tensor], stage: str, batch_size: int) -> Tensor:
         """Log ``<stage>/loss/<slot>`` (and ``.../<slot>/<term>`` for composites) and return the total."""

@@ -135,3 +135,13 @@ def test_state_dict_round_trip_keeps_epoch_and_log_vars():
 def test_parse_spec_normalises_forms():
     terms = parse_spec([{"name": "toy_sqr", "params": {"scale": 2}, "weight": 0.1, "schedule": {"warmup_epochs": 1}}])
     assert terms[0].params == {"scale": 2} and terms[0].weight == 0.1 and terms[0].schedule.epochs == 1
+
+
+def test_normalizer_divides_terms_before_uncertainty_weighting():
+    slot = losses.build_slot("toy_mean + toy_sqr", balance="uncertainty")
+    with torch.no_grad():
+        slot.log_vars.copy_(torch.tensor([0.5, -1.0]))
+    total, terms = slot.forward_terms(PRED, TARGET, normalizer=4.0)
+    expected = math.exp(-0.5) * 1.5 / 4 + 0.5 + math.exp(1.0) * 2.5 / 4 - 1.0  # log-variances are not divided
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    assert terms["toy_sqr"].item() == pytest.approx(2.5 / 4)
