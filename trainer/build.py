@@ -99,8 +99,8 @@ def run_directory(run: dict[str, Any], task: str, resume_dir: Path | None = None
     return base / f"version_{max(existing, default=-1) + 1}"
 
 
-def build(config: dict[str, Any], run_dir: Path) -> RunObjects:
-    """Instantiate task, datamodule and trainer for a validated ``config``."""
+def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjects:
+    """Instantiate task, datamodule and trainer for a validated ``config`` and a ``stage``."""
     # Tasks' SeededSampler + ResumeDataPosition resume mid-epoch exactly; Lightning cannot see that.
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     package = task_package(config["task"])
@@ -125,10 +125,12 @@ def build(config: dict[str, Any], run_dir: Path) -> RunObjects:
         callbacks.append(RichProgressBar(leave=True))
     if run["plot"]:
         callbacks.append(LossCurvePlot(run_dir / "plots"))
-    _keep_previous_metrics(run_dir / "logs")
+    # fit logs to logs/ (kept across resumes); validate/test/predict to logs_<stage>/ beside it
+    log_name = "logs" if stage == "fit" else f"logs_{stage}"
+    _keep_previous_metrics(run_dir / log_name)
     loggers = [
-        CSVLogger(run_dir, name="logs", version=""),
-        TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+        CSVLogger(run_dir, name=log_name, version=""),
+        TensorBoardLogger(run_dir, name="tensorboard", version=stage, default_hp_metric=False),
     ]
     trainer_kwargs = {"log_every_n_steps": 10, **config["trainer"]}
     trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, callbacks=callbacks, **trainer_kwargs)

@@ -87,7 +87,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     if args.stage == "fit":
         run_dir = run_directory(config["run"], config["task"], resume_dir=run_dir)
         save_config(cfg, run_dir)
-    objects = build(config, run_dir)
+    objects = build(config, run_dir, stage=args.stage)
     stage = getattr(objects.trainer, args.stage)
     console.print(f"[bold]{args.stage}[/] {config['task']} -> {run_dir}" + (f" (from {ckpt})" if ckpt else ""))
     result = stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None)

@@ -69,3 +69,5 @@ def test_test_and_predict_use_the_runs_checkpoint(tiny_segmentation_config):
     assert main(["predict", "--ckpt", str(run_dir)]) == 0
     written = sorted((run_dir / "predictions" / "val").glob("*.png"))
     assert len(written) == 8  # one class map per validation image, named after it
+    assert (run_dir / "logs_test" / "metrics.csv").is_file()
+    assert not list((run_dir / "logs").glob("metrics.part*.csv"))  # the training log is untouched
