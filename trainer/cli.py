@@ -127,7 +127,8 @@ def _latest_run(config: dict) -> Path:
 
 
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
-    table = Table(title=f"metrics ({run_dir})")
+    console.print(f"run folder: {run_dir}")
+    table = Table(title="metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
