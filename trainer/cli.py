@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_stage(args: argparse.Namespace) -> int:
     target = args.resume if args.stage == "fit" else args.ckpt
+    if target and "=" in target and not Path(target).exists():  # `--resume key=value`: argparse took an override
+        args.overrides.insert(0, target)
+        target = "latest"
     config_path = args.config
     run_dir = ckpt = None
     if target not in (None, "latest"):
@@ -93,8 +96,6 @@ def _run_stage(args: argparse.Namespace) -> int:
     result = stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None)
     if args.stage == "fit":
         _print_metrics(objects.trainer.callback_metrics, run_dir)
-    elif args.stage in ("validate", "test") and result:
-        _print_metrics(result[0], run_dir)
     elif args.stage == "predict":
         count = sum(len(batch) for batch in result or [])
         console.print(f"predicted {count} samples; outputs under {run_dir / 'predictions'}")

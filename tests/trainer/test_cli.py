@@ -71,3 +71,9 @@ def test_test_and_predict_use_the_runs_checkpoint(tiny_segmentation_config):
     assert len(written) == 8  # one class map per validation image, named after it
     assert (run_dir / "logs_test" / "metrics.csv").is_file()
     assert not list((run_dir / "logs").glob("metrics.part*.csv"))  # the training log is untouched
+
+
+def test_resume_without_an_earlier_run_is_a_clear_error(tiny_segmentation_config, capsys):
+    # `--resume key=value`: the override is not mistaken for a run folder
+    assert main(["fit", "-c", str(tiny_segmentation_config), "--resume", "run.name=never_ran"]) == 2
+    assert "no earlier run under" in " ".join(capsys.readouterr().err.split())
