@@ -34,10 +34,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losses._utils import LossInputError, check_reduction, float32_forward, one_hot, reduce
+from losses._utils import LossInputError, check_reduction, check_same_shape, float32_forward, one_hot, reduce
 from losses.registry import register
 
 BINARY_MODE = "binary"
@@ -796,18 +797,22 @@ def _dense_sigmoid_inputs(
 def ghm_weights(
     g: Tensor, valid: Tensor | None, edges: Tensor, acc_sum: Tensor, momentum: float
 ) -> tuple[Tensor, Tensor]:
-    """GHM density weights ``tot / (GD(g) * n_bins_nonempty)`` per element, and ``tot`` (valid count).
+    """GHM density weights ``tot / (GD(g) * n_bins_nonempty)`` per element, and this rank's valid count.
 
     Vectorised form of mmdetection's loop: bins ``[e_i, e_{i+1})``, ``num_in_bin`` counts valid
     elements, with momentum ``acc_i = m acc_i + (1 - m) num_in_bin`` for non-empty bins (``acc_sum``
     updated in place); weight ``tot / acc_i`` (``tot / num_in_bin`` without momentum) divided by
-    the number of non-empty bins.
+    the number of non-empty bins. Under DDP the histogram and ``tot`` are summed over ranks, so the
+    gradient density is that of the global batch and every rank keeps the same ``acc_sum``; the
+    returned count stays local, so ``sum(w * l) / count`` averaged by DDP is the global mean.
     """
     bins = acc_sum.numel()
     idx = torch.bucketize(g, edges[1:-1].to(g.dtype), right=True).clamp_(0, bins - 1)
     ones = torch.ones_like(g) if valid is None else valid.to(g.dtype)
     counts = torch.zeros(bins, dtype=g.dtype, device=g.device).index_add_(0, idx.reshape(-1), ones.reshape(-1))
-    tot = ones.sum().clamp_min(1.0)
+    local_tot = ones.sum().clamp_min(1.0)
+    counts, tot = _sum_over_ranks(counts, ones.sum())
+    tot = tot.clamp_min(1.0)
     nonempty = counts > 0
     if momentum > 0:
         acc = torch.where(nonempty, momentum * acc_sum.to(g.dtype) + (1 - momentum) * counts, acc_sum.to(g.dtype))
@@ -817,7 +822,16 @@ def ghm_weights(
         denom = counts
     per_bin = torch.where(nonempty, tot / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(counts))
     per_bin = per_bin / nonempty.sum().clamp_min(1).to(g.dtype)
-    return per_bin[idx] * ones, tot
+    return per_bin[idx] * ones, local_tot
+
+
+def _sum_over_ranks(counts: Tensor, total: Tensor) -> tuple[Tensor, Tensor]:
+    """All-reduce (sum) a histogram and its total when a process group with several ranks is running."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return counts, total
+    packed = torch.cat([counts, total.reshape(1)])
+    dist.all_reduce(packed)
+    return packed[:-1], packed[-1]
 
 
 class _GHM(nn.Module):
@@ -939,8 +953,6 @@ class GHMRLoss(_GHM):
 
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        from losses._utils import check_same_shape
-
         check_same_shape(self.name, pred, target)
         d = pred - target
         root = torch.sqrt(d * d + self.mu * self.mu)
