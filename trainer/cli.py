@@ -11,6 +11,7 @@ Config and loss errors print one message naming the config path and exit with st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, losses.LossConfigError) as err:
         err_console.print(f"[bold red]config error:[/] {err}", highlight=False)
         return 2
+    except losses.LossInputError as err:  # tensors that do not fit the loss: usually model/mode vs loss settings
+        err_console.print(f"[bold red]loss input error:[/] {err}", highlight=False)
+        err_console.print("check model.mode / num_classes against the loss; LOSSLAB_DEBUG=1 shows the traceback")
+        if os.environ.get("LOSSLAB_DEBUG"):
+            raise
+        return 1
     except KeyboardInterrupt:
         err_console.print("interrupted: resume with `python train.py fit --resume <run dir>`")
         return 130

@@ -77,3 +77,16 @@ def test_resume_without_an_earlier_run_is_a_clear_error(tiny_segmentation_config
     # `--resume key=value`: the override is not mistaken for a run folder
     assert main(["fit", "-c", str(tiny_segmentation_config), "--resume", "run.name=never_ran"]) == 2
     assert "no earlier run under" in " ".join(capsys.readouterr().err.split())
+
+
+def test_loss_input_errors_during_training_end_in_one_message(monkeypatch, capsys):
+    import losses
+    import trainer.cli as cli
+
+    def bad_stage(args):
+        raise losses.LossInputError("dice(logits, target): expected target (N, H, W), got (N, 3, H, W)")
+
+    monkeypatch.setattr(cli, "_run_stage", bad_stage)
+    assert cli.main(["fit", "-c", str(SHAPES)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "loss input error: dice(logits, target): expected target" in err and "LOSSLAB_DEBUG" in err
