@@ -7,11 +7,11 @@ never stopped, and what makes 1-process and N-process (DDP) runs see the same sa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 class SampleKey(NamedTuple):
@@ -19,6 +19,11 @@ class SampleKey(NamedTuple):
 
     index: int
     seed: int
+
+    @classmethod
+    def of(cls, key: int | SampleKey) -> SampleKey:
+        """A plain index (any other sampler) is its own augmentation seed."""
+        return key if isinstance(key, SampleKey) else cls(int(key), int(key))
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -56,3 +61,22 @@ class SeededSampler(DistributedSampler):
         indices = list(super().__iter__())[self._skip :]
         self._skip = 0
         return iter([SampleKey(i, sample_seed(self.seed, self.epoch, i)) for i in indices])
+
+
+def seeded_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    shuffle: bool,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """The DataLoader every task uses: a :class:`SeededSampler` (resumable, DDP-sharded) underneath."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=SeededSampler(dataset, shuffle=shuffle, seed=seed),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
+    )

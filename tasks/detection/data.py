@@ -30,7 +30,7 @@ from torchvision.transforms import v2
 
 from tasks.detection.shapes import CLASSES as SHAPE_CLASSES
 from tasks.detection.shapes import generate_shapes
-from tasks.sampling import SampleKey, SeededSampler
+from tasks.sampling import SampleKey, seeded_loader
 
 Target = dict[str, Any]
 FORMATS = ("shapes", "coco", "voc")
@@ -70,7 +70,7 @@ class _DetectionDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Target]:
-        index, seed = (key.index, key.seed) if isinstance(key, SampleKey) else (int(key), int(key))
+        index, seed = SampleKey.of(key)
         path, target = self.load(index)
         pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
         image = tv_tensors.Image(pixels)
@@ -283,9 +283,7 @@ class DetectionDataModule(L.LightningDataModule):
             self.val_set = self.dataset("val")
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate,
-                          sampler=SeededSampler(dataset, shuffle=shuffle, seed=self.seed),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return seeded_loader(dataset, self.batch_size, self.num_workers, self.seed, shuffle, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from tasks.sampling import SampleKey, SeededSampler
+from tasks.sampling import SampleKey, seeded_loader
 from tasks.segmentation.shapes import CLASSES, generate_shapes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -79,7 +79,7 @@ class MaskFolderDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Tensor]:
-        index, seed = (key.index, key.seed) if isinstance(key, SampleKey) else (int(key), int(key))
+        index, seed = SampleKey.of(key)
         image_path, mask_path = self.samples[index]
         image = tv_tensors.Image(torch.from_numpy(np.array(Image.open(image_path).convert("RGB"))).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(read_mask(mask_path, self.palette, self.ignore_index)))
@@ -171,14 +171,7 @@ class SegmentationDataModule(L.LightningDataModule):
             self.test_set = self._dataset("test")
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=SeededSampler(dataset, shuffle=shuffle, seed=self.seed),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
+        return seeded_loader(dataset, self.batch_size, self.num_workers, self.seed, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

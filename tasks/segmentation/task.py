@@ -45,8 +45,7 @@ class MaskWriter(BasePredictionWriter):
             return
         out_dir = Path(trainer.default_root_dir) / "predictions" / Path(dataset.split_dir).name
         for key, label in zip(batch_indices, prediction):
-            index = key.index if isinstance(key, SampleKey) else int(key)
-            save_label_png(label, out_dir / f"{dataset.samples[index][0].stem}.png")
+            save_label_png(label, out_dir / f"{dataset.samples[SampleKey.of(key).index][0].stem}.png")
 
 
 class SegmentationTask(LossTask):
