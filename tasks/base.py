@@ -40,16 +40,12 @@ class LossTask(L.LightningModule):
             raise losses.LossConfigError(
                 f"loss: unknown slot(s) {sorted(unknown)}; {type(self).__name__} has slots {sorted(self.LOSS_SLOTS)}"
             )
+        specs = {slot: loss.get(slot, self.DEFAULT_LOSSES.get(slot)) for slot in self.LOSS_SLOTS}
         self.loss_slots = nn.ModuleDict(
             {
-                slot: losses.build_slot(
-                    loss.get(slot, self.DEFAULT_LOSSES.get(slot)),
-                    balance=balance,
-                    defaults=self.loss_defaults(slot),
-                    where=f"loss.{slot}",
-                )
-                for slot in self.LOSS_SLOTS
-                if loss.get(slot, self.DEFAULT_LOSSES.get(slot)) is not None
+                slot: losses.build_slot(spec, balance=balance, defaults=self.loss_defaults(slot), where=f"loss.{slot}")
+                for slot, spec in specs.items()
+                if spec is not None
             }
         )
         self.optim_config = dict(optim or {})
@@ -61,26 +57,24 @@ class LossTask(L.LightningModule):
     def compute_loss(self, slot: str, *args: Any, stage: str = "train", batch_size: int | None = None) -> Tensor:
         """Evaluate a slot, log its total as ``<stage>/loss/<slot>`` and each term as ``.../<slot>/<name>``."""
         total, terms = self.loss_slots[slot].forward_terms(*args)
-        on_step = stage == "train"
-        self.log(
-            f"{stage}/loss/{slot}",
-            total.detach(),
-            on_step=on_step,
-            on_epoch=True,
-            sync_dist=not on_step,
-            batch_size=batch_size,
-        )
+        values = {slot: total}
         if len(terms) > 1:
-            for name, value in terms.items():
-                self.log(
-                    f"{stage}/loss/{slot}/{name}",
-                    value,
-                    on_step=on_step,
-                    on_epoch=True,
-                    sync_dist=not on_step,
-                    batch_size=batch_size,
-                )
+            values.update({f"{slot}/{name}": value for name, value in terms.items()})
+        self.log_losses(values, stage, batch_size)
         return total
+
+    def log_losses(self, values: Mapping[str, Tensor], stage: str, batch_size: int | None = None) -> None:
+        """Log each value as ``<stage>/loss/<key>``: per step and epoch in training, per epoch (synced) otherwise."""
+        on_step = stage == "train"
+        for key, value in values.items():
+            self.log(
+                f"{stage}/loss/{key}",
+                value.detach(),
+                on_step=on_step,
+                on_epoch=True,
+                sync_dist=not on_step,
+                batch_size=batch_size,
+            )
 
     def on_train_epoch_start(self) -> None:
         for composite in self.loss_slots.values():

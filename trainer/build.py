@@ -88,11 +88,16 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     return config
 
 
+def run_base(run: dict[str, Any], task: str) -> Path:
+    """``<run.root>/<run.name or task>``: the folder holding a recipe's ``version_*`` runs."""
+    return Path(run["root"]) / (run["name"] or task)
+
+
 def run_directory(run: dict[str, Any], task: str, resume_dir: Path | None = None) -> Path:
     """``<root>/<name>/version_<k>``, a fresh version unless resuming into an existing one."""
     if resume_dir is not None:
         return resume_dir
-    base = Path(run["root"]) / (run["name"] or task)
+    base = run_base(run, task)
     if run["version"] is not None:
         return base / str(run["version"])
     existing = [int(p.name.split("_")[1]) for p in base.glob("version_*") if p.name.split("_")[1].isdigit()]
@@ -110,17 +115,15 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     run = config["run"]
     monitor = run["monitor"] or getattr(task, "MONITOR", None)
     mode = run["mode"] or getattr(task, "MONITOR_MODE", "min")
-    checkpoints = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best-{epoch:03d}",
-            monitor=monitor,
-            mode=mode,
-            save_last=True,
-            every_n_train_steps=run["checkpoint_every_n_steps"],
-        )
-    ]
-    callbacks: list[L.Callback] = [*checkpoints, ResumeDataPosition(), LearningRateMonitor()]
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{epoch:03d}",
+        monitor=monitor,
+        mode=mode,
+        save_last=True,
+        every_n_train_steps=run["checkpoint_every_n_steps"],
+    )
+    callbacks: list[L.Callback] = [checkpoint, ResumeDataPosition(), LearningRateMonitor()]
     if config["trainer"].get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(leave=True))
     if run["plot"]:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 import losses
-from trainer.build import build, run_directory, validate
+from trainer.build import build, run_base, run_directory, validate
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
 console = Console()
@@ -127,7 +127,7 @@ def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:
 
 
 def _latest_run(config: dict) -> Path:
-    base = Path(config["run"]["root"]) / (config["run"]["name"] or config["task"])
+    base = run_base(config["run"], config["task"])
     runs = sorted(base.glob("version_*"), key=lambda p: p.stat().st_mtime)
     if not runs:
         raise ConfigError(f"no earlier run under {base} to resume from or evaluate")

@@ -131,10 +131,8 @@ class DetectionTask(LossTask):
 
     def _log_losses(self, values: dict[str, Tensor], stage: str, batch_size: int) -> Tensor:
         """Log ``<stage>/loss/<slot>`` (and ``.../<slot>/<term>`` for composites) and return the total."""
+        self.log_losses(values, stage, batch_size)
         on_step = stage == "train"
-        for key, value in values.items():
-            self.log(f"{stage}/loss/{key}", value.detach(), on_step=on_step, on_epoch=True, sync_dist=not on_step,
-                     batch_size=batch_size)
         total = sum(v for k, v in values.items() if "/" not in k)
         self.log(f"{stage}/loss", total.detach(), on_step=on_step, on_epoch=True, sync_dist=not on_step,
                  prog_bar=True, batch_size=batch_size)

@@ -209,7 +209,7 @@ class SegmentationTask(LossTask):
     def _draw_overlay(self, images: Tensor, mask: Tensor, preds: Tensor) -> None:
         preds = self.label_map(preds)
         if self.mode == "binary":
-            mask = torch.where(mask == self.ignore_index, mask, (mask > 0).long())
+            mask = self._metric_target(mask)
         path = Path(self.trainer.default_root_dir) / "predictions" / f"epoch_{self.current_epoch:03d}.png"
         save_overlay(
             images, mask, preds, path, self.num_classes, self.ignore_index, title=f"epoch {self.current_epoch}"
