@@ -605,17 +605,13 @@ class SparseCrossEntropyLoss(CrossEntropyLoss):
             raise ValueError(f"{self.name}: class-index targets need mode='multiclass', got {mode!r}")
         super().__init__(mode, class_weights, ignore_index, label_smoothing, reduction)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if target.is_floating_point():
             raise LossInputError(
                 f"{self.name}(logits, target): expected integer class indices (N, *), got a {target.dtype} target "
                 f"{tuple(target.shape)}; use 'ce' for probability targets"
             )
-        return cross_entropy(
-            logits, target, self.mode, _as_tensor(self.class_weights, logits), self.ignore_index,
-            self.label_smoothing, self.reduction, name=self.name,
-        )
+        return super().forward(logits, target)
 
 
 @register("label_smoothing_ce", family="classification", aliases=("ls_ce",))
