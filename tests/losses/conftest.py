@@ -23,6 +23,15 @@ def _check_low_precision(crit: nn.Module, x: Tensor, target: Tensor) -> None:
     assert torch.isfinite(value) and torch.isfinite(xh.grad).all()
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids thread-pool sync overhead on a loaded 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def check_low_precision() -> Callable[[nn.Module, Tensor, Tensor], None]:
     """The AMP-safety check every dense loss family runs (see :func:`_check_low_precision`)."""

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dense_inputs import dense_inputs
 
 import losses
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool sync overhead on a loaded 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 NAMES = ["combo", "exp_log", "unified_focal"]
 MODES = ["binary", "multiclass", "multilabel"]
@@ -29,20 +20,6 @@ VARIANTS = [
     ("unified_focal", {"variant": "asymmetric"}),
     ("unified_focal", {"variant": "symmetric"}),
 ]
-
-
-def _inputs(mode: str, shape=(2, 3, 4, 5), seed: int = 0, dtype=torch.float32, scale: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
-    n, c, *sp = shape
-    if mode == "binary":
-        return torch.randn(n, 1, *sp, generator=g, dtype=dtype) * scale, (torch.rand(n, *sp, generator=g) > 0.5).to(
-            dtype
-        )
-    if mode == "multiclass":
-        return torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale, torch.randint(0, c, (n, *sp), generator=g)
-    return torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale, (torch.rand(n, c, *sp, generator=g) > 0.5).to(
-        dtype
-    )
 
 
 def _dice(p: np.ndarray, g: np.ndarray) -> float:
@@ -81,7 +58,7 @@ def test_combo_multiclass_hand_and_torch_ce():
     got = crit(torch.tensor(probs).reshape(1, 3, 2, 2), torch.tensor(target).reshape(1, 2, 2))
     assert got.item() == pytest.approx(alpha * wce + (1 - alpha) * dice, abs=1e-6)
     # beta = 1: the pixel term is exactly torch's cross_entropy
-    x, t = _inputs("multiclass", shape=(2, 4, 3, 2, 3), seed=1)  # 3D
+    x, t = dense_inputs("multiclass", shape=(2, 4, 3, 2, 3), seed=1)  # 3D
     ce = F.cross_entropy(x, t)
     dice_loss = losses.build("dice")(x, t)
     got = losses.build("combo", alpha=0.3, beta=1.0)(x, t)
@@ -113,7 +90,7 @@ def test_exp_log_hand_binary():
 
 
 def test_exp_log_multiclass_3d_with_ignore():
-    x, t = _inputs("multiclass", shape=(1, 3, 2, 2, 3), seed=2)
+    x, t = dense_inputs("multiclass", shape=(1, 3, 2, 2, 3), seed=2)
     t[0, 0, 0, :] = 255
     probs = torch.softmax(x, 1)[0].reshape(3, -1).double().numpy()
     tf = t.reshape(-1).numpy()
@@ -173,7 +150,7 @@ def test_unified_focal_matches_monai_terms(delta, gamma):
 @pytest.mark.parametrize("name,kw", VARIANTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_float64(name, kw, mode):
-    x, t = _inputs(mode, shape=(2, 3, 3, 2), seed=4, dtype=torch.float64)
+    x, t = dense_inputs(mode, shape=(2, 3, 3, 2), seed=4, dtype=torch.float64)
     t = t.clone()
     t.view(-1)[0] = 255
     crit = losses.build(name, mode=mode, ignore_index=255, **kw)
@@ -183,7 +160,7 @@ def test_gradcheck_float64(name, kw, mode):
 
 @pytest.mark.parametrize("name,kw", VARIANTS)
 def test_reductions(name, kw):
-    x, t = _inputs("multiclass", seed=5)
+    x, t = dense_inputs("multiclass", seed=5)
     none = losses.build(name, per_image=True, reduction="none", **kw)(x, t)
     assert none.shape == (2,)
     assert losses.build(name, per_image=True, **kw)(x, t).item() == pytest.approx(none.mean().item(), abs=1e-6)
@@ -196,7 +173,7 @@ def test_reductions(name, kw):
 @pytest.mark.parametrize("name,kw", VARIANTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_perfect_prediction_is_minimum(name, kw, mode):
-    _, t = _inputs(mode, seed=6)
+    _, t = dense_inputs(mode, seed=6)
     if mode == "multiclass":
         x = F.one_hot(t, 3).movedim(-1, 1).float() * 200 - 100  # exp_log: (-ln p)^0.3 -> 0 only as p -> 1
     else:
@@ -204,14 +181,14 @@ def test_perfect_prediction_is_minimum(name, kw, mode):
         x = x.unsqueeze(1) if mode == "binary" else x
     crit = losses.build(name, mode=mode, **kw)
     assert crit(x, t).item() == pytest.approx(0.0, abs=1e-5)
-    xr, _ = _inputs(mode, seed=6)
+    xr, _ = dense_inputs(mode, seed=6)
     assert crit(xr, t).item() > 1e-2
 
 
 @pytest.mark.parametrize("name,kw", VARIANTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_empty_and_all_ignored_are_finite(name, kw, mode):
-    x, t = _inputs(mode, seed=7)
+    x, t = dense_inputs(mode, seed=7)
     x.requires_grad_(True)
     crit = losses.build(name, mode=mode, ignore_index=255, **kw)
     val = crit(x, torch.zeros_like(t))
@@ -225,7 +202,7 @@ def test_empty_and_all_ignored_are_finite(name, kw, mode):
 @pytest.mark.parametrize("name,kw", VARIANTS)
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])
 def test_bf16_autocast_and_fp16_large_logits(name, kw, mode, check_low_precision):
-    x, t = _inputs(mode, seed=8, scale=1e4)
+    x, t = dense_inputs(mode, seed=8, scale=1e4)
     check_low_precision(losses.build(name, mode=mode, **kw), x.float(), t)
 
 
@@ -237,7 +214,7 @@ def test_build_info_and_yaml_dict(name):
     assert card.family == "compound" and card.formula and card.reference and card.summary
     assert name in losses.available(family="compound")
     composite = losses.build(f"{name} + 0.5*dice", defaults={"mode": "multiclass"})
-    x, t = _inputs("multiclass", seed=9)
+    x, t = dense_inputs("multiclass", seed=9)
     assert torch.isfinite(composite(x, t))
 
 

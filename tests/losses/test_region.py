@@ -8,19 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from dense_inputs import dense_inputs
 
 import losses
 from losses import LossInputError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool sync overhead on a loaded 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 NAMES = [
     "dice",
@@ -33,21 +24,6 @@ NAMES = [
     "lovasz",
 ]
 MODES = ["binary", "multiclass", "multilabel"]
-
-
-def _inputs(mode: str, shape=(2, 3, 4, 5), seed: int = 0, dtype=torch.float32, scale: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
-    n, c, *sp = shape
-    if mode == "binary":
-        x = torch.randn(n, 1, *sp, generator=g, dtype=dtype) * scale
-        t = (torch.rand(n, *sp, generator=g) > 0.5).to(dtype)
-    elif mode == "multiclass":
-        x = torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale
-        t = torch.randint(0, c, (n, *sp), generator=g)
-    else:
-        x = torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale
-        t = (torch.rand(n, c, *sp, generator=g) > 0.5).to(dtype)
-    return x, t
 
 
 # --------------------------------------------------------------------------- numpy references
@@ -170,7 +146,7 @@ def test_dice_3d_hand():
     crit = losses.build("dice", mode="multiclass", from_logits=False, reduction="none")
     assert crit(probs, target).tolist() == pytest.approx(out, abs=1e-6)
     # per_image on a 2-image 3D batch equals the per-image numpy reference
-    x, t = _inputs("multiclass", shape=(2, 3, 2, 3, 4), seed=3)
+    x, t = dense_inputs("multiclass", shape=(2, 3, 2, 3, 4), seed=3)
     probs = torch.softmax(x, 1).numpy().astype(float)
     ref = _np_tversky_loss(probs, t.numpy(), "multiclass", 0.5, 0.5, per_image=True)
     got = losses.build("dice", per_image=True, reduction="none")(x, t)
@@ -247,7 +223,7 @@ def test_lovasz_softmax_hand_and_3d_ignore():
     crit = losses.build("lovasz", mode="multiclass", from_logits=False, ignore_index=7, reduction="none")
     assert crit(probs, target).tolist() == pytest.approx(expect, abs=1e-6)
     # 3D, per image, with void voxels: compare to the definition image by image
-    x, t = _inputs("multiclass", shape=(2, 3, 2, 2, 3), seed=5)
+    x, t = dense_inputs("multiclass", shape=(2, 3, 2, 2, 3), seed=5)
     t[0, 0, 0] = -1
     probs = torch.softmax(x, 1)
     got = losses.build("lovasz", per_image=True, ignore_index=-1, reduction="none")(x, t)
@@ -272,7 +248,7 @@ SMP_PAIRS = [("dice", "DiceLoss", {}), ("jaccard", "JaccardLoss", {}), ("tversky
 def test_matches_smp_overlap(name, cls, kw, mode, ignore, smooth):
     from segmentation_models_pytorch import losses as smp_losses
 
-    x, t = _inputs(mode, seed=1)
+    x, t = dense_inputs(mode, seed=1)
     if ignore is not None:
         t = t.clone()
         t.view(-1)[::7] = ignore
@@ -289,7 +265,7 @@ def test_matches_smp_overlap(name, cls, kw, mode, ignore, smooth):
 def test_lovasz_matches_smp(mode, per_image, ignore, spatial):
     from segmentation_models_pytorch import losses as smp_losses
 
-    x, t = _inputs(mode, shape=(3, 4, *spatial), seed=2)
+    x, t = dense_inputs(mode, shape=(3, 4, *spatial), seed=2)
     if ignore is not None:
         t = t.clone()
         t.view(-1)[::5] = ignore
@@ -301,7 +277,7 @@ def test_lovasz_matches_smp(mode, per_image, ignore, spatial):
 def test_lovasz_multilabel_is_per_channel_hinge():
     from segmentation_models_pytorch import losses as smp_losses
 
-    x, t = _inputs("multilabel", seed=4)
+    x, t = dense_inputs("multilabel", seed=4)
     got = losses.build("lovasz", mode="multilabel", reduction="none")(x, t)
     ref = [smp_losses.LovaszLoss("binary")(x[:, c], t[:, c]).item() for c in range(x.shape[1])]
     assert got.tolist() == pytest.approx(ref, abs=1e-5)
@@ -311,7 +287,7 @@ def test_lovasz_multilabel_is_per_channel_hinge():
 def test_matches_monai(per_image):
     from monai.losses import DiceLoss, GeneralizedDiceLoss, TverskyLoss
 
-    x, t = _inputs("multiclass", shape=(2, 3, 6, 7), seed=6)
+    x, t = dense_inputs("multiclass", shape=(2, 3, 6, 7), seed=6)
     t[:, 0, :3] = torch.arange(3)  # every class present in every image (MONAI does not mask absent ones)
     common = dict(softmax=True, to_onehot_y=True, batch=not per_image)
     tm = t.unsqueeze(1)
@@ -333,7 +309,7 @@ def test_matches_monai(per_image):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_float64(name, mode):
-    x, t = _inputs(mode, shape=(2, 3, 3, 2), seed=7, dtype=torch.float64)
+    x, t = dense_inputs(mode, shape=(2, 3, 3, 2), seed=7, dtype=torch.float64)
     if mode != "multiclass" and name != "lovasz":
         t = t.clone()
         t.view(-1)[0] = 255  # exercise ignore_index in the graph
@@ -346,7 +322,7 @@ def test_gradcheck_float64(name, mode):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_reductions(name):
-    x, t = _inputs("multiclass", seed=8)
+    x, t = dense_inputs("multiclass", seed=8)
     none = losses.build(name, reduction="none")(x, t)
     mean = losses.build(name, reduction="mean")(x, t)
     total = losses.build(name, reduction="sum")(x, t)
@@ -364,7 +340,7 @@ def test_reductions(name):
 
 def test_absent_class_in_mean_denominator():
     # dice family (smp): an absent class is 0 and still counts in the mean; lovasz (Berman): skipped
-    x, t = _inputs("multiclass", seed=12)
+    x, t = dense_inputs("multiclass", seed=12)
     t = t.clamp(max=1)  # class 2 absent
     none = losses.build("dice", reduction="none")(x, t)
     assert none[2] == 0 and losses.build("dice")(x, t).item() == pytest.approx(none.sum().item() / 3, abs=1e-6)
@@ -375,7 +351,7 @@ def test_absent_class_in_mean_denominator():
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", MODES)
 def test_perfect_prediction_is_minimum(name, mode):
-    _, t = _inputs(mode, seed=9)
+    _, t = dense_inputs(mode, seed=9)
     if mode == "multiclass":
         x = torch.nn.functional.one_hot(t, 3).movedim(-1, 1).float() * 40 - 20
     else:
@@ -383,14 +359,14 @@ def test_perfect_prediction_is_minimum(name, mode):
         x = x.unsqueeze(1) if mode == "binary" else x
     crit = losses.build(name, mode=mode)
     assert crit(x, t).item() == pytest.approx(0.0, abs=1e-5)
-    xr, _ = _inputs(mode, seed=9)
+    xr, _ = dense_inputs(mode, seed=9)
     assert crit(xr, t).item() > 1e-2
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", MODES)
 def test_empty_and_all_ignored_are_finite(name, mode):
-    x, t = _inputs(mode, seed=10)
+    x, t = dense_inputs(mode, seed=10)
     x.requires_grad_(True)
     empty = torch.zeros_like(t)  # no foreground anywhere (multiclass: only class 0)
     crit = losses.build(name, mode=mode, ignore_index=255)
@@ -413,7 +389,7 @@ def test_empty_binary_mask_contributes_zero(name):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])
 def test_bf16_autocast_and_fp16_large_logits(name, mode, check_low_precision):
-    x, t = _inputs(mode, seed=11, scale=1e4)
+    x, t = dense_inputs(mode, seed=11, scale=1e4)
     check_low_precision(losses.build(name, mode=mode), x.float(), t)
 
 

@@ -1,0 +1,24 @@
+"""Random (logits, target) pairs in the region-loss modes, shared by the region and compound tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def dense_inputs(
+    mode: str, shape=(2, 3, 4, 5), seed: int = 0, dtype=torch.float32, scale: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """binary: (N,1,*) logits, (N,*) 0/1; multiclass: (N,C,*) logits, (N,*) indices; multilabel: (N,C,*) both."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, *sp = shape
+    if mode == "binary":
+        x = torch.randn(n, 1, *sp, generator=g, dtype=dtype) * scale
+        t = (torch.rand(n, *sp, generator=g) > 0.5).to(dtype)
+    elif mode == "multiclass":
+        x = torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale
+        t = torch.randint(0, c, (n, *sp), generator=g)
+    else:
+        x = torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale
+        t = (torch.rand(n, c, *sp, generator=g) > 0.5).to(dtype)
+    return x, t
