@@ -46,7 +46,7 @@ def load_config(paths: str | Path | Sequence[str | Path], overrides: Iterable[st
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     cfg = OmegaConf.create()
     for path in paths:
-        cfg = OmegaConf.merge(cfg, normalise_loss_slots(_load_with_extends(Path(path), seen=())))
+        cfg = OmegaConf.merge(cfg, _load_with_extends(Path(path), seen=()))
     for item in overrides:
         apply_override(cfg, item)
     for key, value in RUN_DEFAULTS.items():
@@ -69,14 +69,13 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...]) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
     bases = cfg.pop("extends", None)
+    cfg = normalise_loss_slots(cfg)
     if bases is None:
         return cfg
-    bases = [bases] if isinstance(bases, str) else list(bases)
     merged = OmegaConf.create()
-    for base in bases:
-        base_cfg = normalise_loss_slots(_load_with_extends(path.parent / str(base), (*seen, path)))
-        merged = OmegaConf.merge(merged, base_cfg)
-    return OmegaConf.merge(merged, normalise_loss_slots(cfg))
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        merged = OmegaConf.merge(merged, _load_with_extends(path.parent / str(base), (*seen, path)))
+    return OmegaConf.merge(merged, cfg)
 
 
 def normalise_loss_slots(cfg: DictConfig) -> DictConfig:
@@ -86,11 +85,19 @@ def normalise_loss_slots(cfg: DictConfig) -> DictConfig:
         return cfg
     for slot in list(loss.keys()):
         value = loss[slot]
-        if slot != "balance" and isinstance(value, str) and "+" not in value and "*" not in value:
-            loss[slot] = {"name": value.strip(), "params": {}}
+        if slot != "balance" and _is_single_name(value):
+            loss[slot] = _named_slot(value)
         elif isinstance(value, DictConfig) and "name" in value and "params" not in value:
             value["params"] = {}
     return cfg
+
+
+def _is_single_name(value: Any) -> bool:
+    return isinstance(value, str) and "+" not in value and "*" not in value
+
+
+def _named_slot(name: str) -> dict[str, Any]:
+    return {"name": name.strip(), "params": {}}
 
 
 def apply_override(cfg: DictConfig, item: str) -> None:
@@ -111,8 +118,8 @@ def apply_override(cfg: DictConfig, item: str) -> None:
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
     if parent is not None and not isinstance(parent, DictConfig):
         raise ConfigError(f"override {item!r}: {parent_key} is {parent!r}, not a mapping")
-    if key.startswith("loss.") and key.count(".") == 1 and isinstance(value, str):
-        value = OmegaConf.to_container(normalise_loss_slots(OmegaConf.create({"loss": {leaf: value}})))["loss"][leaf]
+    if key.startswith("loss.") and key.count(".") == 1 and leaf != "balance" and _is_single_name(value):
+        value = _named_slot(value)
     OmegaConf.update(cfg, key, value, merge=False, force_add=True)
 
 
