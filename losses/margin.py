@@ -81,7 +81,8 @@ class _MarginLoss(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def loss(self, m: Tensor) -> Tensor:
-        raise NotImplementedError
+        """phi(m) of the margin m = y f(x); the surrogate losses define it (zero_one overrides forward instead)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither loss() nor its own forward()")
 
     @float32_forward
     def forward(self, scores: Tensor, target: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import NamedTuple
 
@@ -235,7 +236,7 @@ def box_overlap_loss(pred: Tensor, target: Tensor, variant: str = "giou", eps: f
 # --------------------------------------------------------------------------- modules
 
 
-class _BoxLoss(nn.Module):
+class _BoxLoss(nn.Module, abc.ABC):
     """Shared constructor, shape checks, format conversion and reduction of the box losses."""
 
     name = "box"
@@ -262,8 +263,9 @@ class _BoxLoss(nn.Module):
     def _xyxy(self, boxes: Tensor) -> Tensor:
         return boxes if self.box_format == "xyxy" else box_convert(boxes, self.box_format, "xyxy")
 
-    def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Per-box loss (N,) on xyxy boxes; each registered box loss defines it."""
 
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:

@@ -13,6 +13,7 @@ FCOS/RetinaNet have no ignore regions, so they must not become positives) and ha
 
 from __future__ import annotations
 
+import abc
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ def _make_target(boxes: list[list[float]], labels: list[int], crowd: list[bool],
             "iscrowd": torch.tensor(crowd, dtype=torch.bool)[keep], "image_id": image_id}
 
 
-class _DetectionDataset(Dataset):
+class _DetectionDataset(Dataset, abc.ABC):
     """Shared ``__getitem__``: read the image, wrap as tv_tensors, apply the transform with the sample's seed."""
 
     class_names: tuple[str, ...]
@@ -66,8 +67,9 @@ class _DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @abc.abstractmethod
     def load(self, index: int) -> tuple[Path, Target]:
-        raise NotImplementedError
+        """Image path and target of item ``index``; the COCO and VOC datasets define it."""
 
     def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Target]:
         index, seed = SampleKey.of(key)
