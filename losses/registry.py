@@ -4,11 +4,14 @@
 >>> crit = losses.build("dice", mode="binary")
 >>> losses.available(family="region")[:3]
 ['dice', 'focal_tversky', 'generalized_dice']
->>> print(losses.info("dice"))  # doctest: +SKIP
+>>> losses.info("giou").parameters["eps"]
+1e-07
 
-A loss is registered with :func:`register`; its docstring is the single source of the
-one-line summary and of the ``Formula:``, ``Reference:`` and ``Call:`` sections that
-:func:`info` reports.
+A loss is registered with :func:`register`; its docstring is the single source of what
+:func:`info` reports: the one-line summary, the ``Formula:`` and ``Reference:`` sections, the
+description of each constructor parameter (Google-style ``Args:``, the defaults come from the
+signature) and the inputs and output (``Shape:``, one ``- name: shape`` line each; a loss without
+one is described by its family's :data:`FAMILY_CALLS`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +93,13 @@ class LossEntry:
 
 @dataclass(frozen=True)
 class LossInfo:
-    """What :func:`info` returns; ``str(info)`` is a human-readable card."""
+    """What :func:`info` returns; ``str(info)`` is a human-readable card.
+
+    ``parameters`` maps each constructor parameter to its default (``inspect.Parameter.empty`` if
+    required) and ``args`` to its ``Args:`` description; ``shape`` maps each input and ``output`` to
+    its ``Shape:`` line; ``call`` is those lines joined (without them: a legacy ``Call:`` section, else
+    the family's :data:`FAMILY_CALLS`).
+    """
 
     name: str
     family: str
@@ -100,19 +110,35 @@ class LossInfo:
     reference: str
     aliases: tuple[str, ...] = field(default=())
     tasks: tuple[str, ...] = field(default=())
+    args: dict[str, str] = field(default_factory=dict)
+    shape: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        params = ", ".join(f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in self.parameters.items())
         lines = [f"{self.name}  [{self.family}]  {self.summary}"]
         if self.aliases:
             lines.append(f"  aliases:   {', '.join(self.aliases)}")
-        lines.append(f"  params:    {params or '-'}")
-        lines.append(f"  call:      {self.call}")
+        params = {k: k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in self.parameters.items()}
+        lines += _table("params", {params[k]: self.args.get(k, "") for k in params}) or ["  params:    -"]
+        lines += _table("shape", self.shape) or ["  call:      " + self.call.replace("\n", "\n             ")]
         if self.formula:
             lines.append("  formula:   " + self.formula.replace("\n", "\n             "))
         if self.reference:
             lines.append("  reference: " + self.reference.replace("\n", "\n             "))
         return "\n".join(lines)
+
+
+def _table(title: str, rows: Mapping[str, str], width: int = 100) -> list[str]:
+    """Card lines ``  title:  key  description`` with the descriptions aligned and wrapped to ``width``."""
+    if not rows:
+        return []
+    key_width = max(map(len, rows))
+    lines = []
+    for i, (key, text) in enumerate(rows.items()):
+        head = f"  {title + ':' if i == 0 else '':<11}{key:<{key_width}}  "
+        wrapped = textwrap.wrap(text, width - len(head)) or [""]
+        lines.append((head + wrapped[0]).rstrip())
+        lines += [" " * len(head) + more for more in wrapped[1:]]
+    return lines
 
 
 _REGISTRY: dict[str, LossEntry] = {}
@@ -168,19 +194,22 @@ def available(family: str | None = None, task: str | None = None) -> list[str]:
 
 
 def info(name: str) -> LossInfo:
-    """Family, call convention, defaults, reference and formula of a loss."""
+    """Family, parameters (default and description), input/output shapes, formula and reference of a loss."""
     entry = get(name)
     sections = entry.doc_sections
+    shape = _parse_items(sections.get("shape", ""))
     return LossInfo(
         name=entry.name,
         family=entry.family,
         summary=entry.summary,
-        call=sections.get("call", FAMILY_CALLS[entry.family]),
+        call="; ".join(f"{k}: {v}" for k, v in shape.items()) or sections.get("call") or FAMILY_CALLS[entry.family],
         parameters=entry.parameters(),
         formula=sections.get("formula", ""),
         reference=sections.get("reference", ""),
         aliases=entry.aliases,
         tasks=entry.tasks,
+        args=_parse_items(sections.get("args", "")),
+        shape=shape,
     )
 
 
@@ -221,11 +250,15 @@ def check_params(name: str, params: Mapping[str, Any] | None) -> LossEntry:
     return entry
 
 
-_SECTION = re.compile(r"^(Formula|Reference|References|Call|Shapes|Example|Examples|Args)\s*:\s*$")
+_SECTION = re.compile(r"^(Formula|References?|Shapes?|Call|Examples?|Args)\s*:\s*$")
+_ITEM = re.compile(r"^(?:- )?\**(\w+)(?: \([^)]*\))?\s*:\s*(.*)$")
 
 
 def _parse_docstring(doc: str) -> dict[str, str]:
-    """Split a docstring into summary + named sections (``Formula:``, ``Reference:``, ``Call:``)."""
+    """Split a docstring into ``summary`` and its sections: formula, reference, args, shape, call, example.
+
+    ``Call:`` is the older free-text form of ``Shape:``; :func:`info` uses it only when there is no ``Shape:``.
+    """
     lines = doc.splitlines()
     sections: dict[str, list[str]] = {}
     current = "body"
@@ -233,8 +266,23 @@ def _parse_docstring(doc: str) -> dict[str, str]:
     for line in lines[1:]:
         match = _SECTION.match(line)
         if match:
-            current = match.group(1).lower().rstrip("s") if match.group(1) == "References" else match.group(1).lower()
+            current = match.group(1).lower()
+            current = current if current == "args" else current.rstrip("s")
             sections[current] = []
         else:
             sections.setdefault(current, []).append(line)
     return {k: inspect.cleandoc("\n".join(v)).strip() for k, v in sections.items() if k != "body"}
+
+
+def _parse_items(section: str) -> dict[str, str]:
+    """Google-style ``name: text`` (``Args:``) or ``- name: text`` (``Shape:``) items; indented lines continue one."""
+    items: dict[str, list[str]] = {}
+    key = None
+    for line in section.splitlines():
+        match = None if line[:1].isspace() else _ITEM.match(line)
+        if match:
+            key = match.group(1)
+            items[key] = [match.group(2)]
+        elif key is not None and line.strip():
+            items[key].append(line.strip())
+    return {k: " ".join(v).strip() for k, v in items.items()}
