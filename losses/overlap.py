@@ -284,6 +284,17 @@ class IoU(_BoxLoss):
     Degenerate boxes: zero-area, inverted or non-overlapping boxes give 1 with zero gradient;
     identical boxes give ~0.
 
+    Args:
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+
     Formula:
         L = 1 - |B ∩ B_gt| / |B ∪ B_gt|
 
@@ -310,6 +321,17 @@ class GIoU(_BoxLoss):
     fwd+bwd (no boolean-mask indexing), and correct on inverted corners, where torchvision's
     negative areas give loss 0 for the inverted box [2,2,0,0] against [0,0,2,2].
     Degenerate boxes: identical -> ~0; far apart -> towards 2; identical zero-area -> 1.
+
+    Args:
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L = 1 - IoU + (|C| - |B ∪ B_gt|) / |C|,   C = smallest enclosing box
@@ -338,6 +360,17 @@ class DIoU(_BoxLoss):
     Degenerate boxes: identical -> ~0; far apart -> towards 2; identical zero-area -> 1;
     concentric boxes -> 1 - IoU.
 
+    Args:
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+
     Formula:
         L = 1 - IoU + rho^2(b, b_gt) / c^2,   c = diagonal of the smallest enclosing box
 
@@ -365,6 +398,17 @@ class CIoU(_BoxLoss):
     zero-height box, NaN value for a point box); point-box gradients are large (~1/eps) but finite.
     Degenerate boxes: identical -> ~0; far apart -> towards 2 + alpha*v.
 
+    Args:
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+
     Formula:
         v = 4/pi^2 (atan(w_gt/h_gt) - atan(w/h))^2,   alpha = v / ((1 - IoU) + v)   (no gradient)
         L = 1 - IoU + rho^2(b, b_gt) / c^2 + alpha v
@@ -389,6 +433,17 @@ class EIoU(_BoxLoss):
 
     Hand-written (no torchvision op). Degenerate boxes: identical -> ~0; zero-area pred on a
     box of width w_gt inside the enclosing box gives the width term (w_gt / c_w)^2.
+
+    Args:
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L = 1 - IoU + rho^2(b, b_gt) / c^2 + (w - w_gt)^2 / c_w^2 + (h - h_gt)^2 / c_h^2
@@ -415,6 +470,19 @@ class FocalEIoU(_BoxLoss):
     ``detach_weight=True`` stops the gradient through the IoU^gamma factor (a common
     implementation choice); the default follows the paper's formula. IoU is clamped to eps
     before the power, so non-overlapping boxes give ~0 (weight eps^gamma) with finite gradients.
+
+    Args:
+        gamma: focusing exponent of the IoU^gamma weight (0 gives EIoU).
+        detach_weight: stop the gradient through the IoU^gamma weight.
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L = IoU^gamma * L_EIoU,   gamma = 0.5
@@ -457,6 +525,18 @@ class SIoU(_BoxLoss):
     paper's switch to beta above 45 degrees does not change sin(2 alpha)). Degenerate boxes:
     identical -> ~0; concentric -> 1 - IoU + shape/2; zero-size boxes -> finite (eps-guarded).
 
+    Args:
+        theta: exponent of the shape cost (> 0; the paper uses 2-6).
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+
     Formula:
         Lambda = sin(2 alpha),  gamma = 2 - Lambda,  rho_x = (dx / c_w)^2,  rho_y = (dy / c_h)^2
         Delta = sum_{t=x,y} (1 - exp(-gamma rho_t))
@@ -493,6 +573,19 @@ class MPDIoU(_BoxLoss):
     squared diagonal of the smallest enclosing box is used (a scale-free per-pair normaliser, as in
     DIoU), so the loss is defined for boxes of any coordinate range. Degenerate boxes: identical
     -> ~0; far apart -> towards 3 with the enclosing normaliser (each corner term -> 1).
+
+    Args:
+        image_size: (h, w) of the input image, the paper's normaliser; None normalises by the squared
+            diagonal of the enclosing box.
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
 
     Formula:
         d1^2 = (x1 - x1_gt)^2 + (y1 - y1_gt)^2,   d2^2 = (x2 - x2_gt)^2 + (y2 - y2_gt)^2
@@ -533,6 +626,19 @@ class AlphaIoU(_BoxLoss):
     alpha = 1 recovers the base loss; alpha > 1 up-weights high-IoU boxes. Each powered base
     below eps counts as 0 with zero gradient (finite for alpha < 1 too). Degenerate boxes behave
     as the base.
+
+    Args:
+        base: the loss the power is applied to, "iou" | "giou" | "diou" | "ciou".
+        alpha: the power (> 0; 1 gives the base loss).
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
 
     Formula:
         iou:  L = 1 - IoU^a
@@ -580,6 +686,19 @@ class InnerIoU(_BoxLoss):
     iou, giou, diou, ciou, eiou, siou, mpdiou) is computed on the original boxes. Degenerate
     boxes behave as the base (the auxiliary boxes of a zero-area box are zero-area).
 
+    Args:
+        base: the IoU loss whose IoU is replaced, "iou" | "giou" | "diou" | "ciou" | "eiou" | "siou" | "mpdiou".
+        ratio: scale of the auxiliary boxes around their centres (> 0; the paper uses 0.5-1.5).
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+
     Formula:
         L_inner-X = L_X + IoU - IoU_inner,   IoU_inner = IoU(scale(b, ratio), scale(b_gt, ratio))
 
@@ -623,6 +742,19 @@ class PIoU(_BoxLoss):
     height; v2 multiplies by the non-monotonic focusing u(lambda q) = 3 lambda q exp(-(lambda q)^2),
     q = exp(-P), which favours medium-quality boxes. Degenerate boxes: identical -> ~0; a
     zero-area target gives P ~ gap/eps, so the penalty saturates at 1 with zero gradient.
+
+    Args:
+        v2: PIoU v2, the loss times the non-monotonic attention u(lambda q).
+        lam: lambda of the v2 attention (used only with v2=True).
+        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions (> 0).
+
+    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
 
     Formula:
         P = (|x1 - x1_gt| + |x2 - x2_gt|) / (4 w_gt) + (|y1 - y1_gt| + |y2 - y2_gt|) / (4 h_gt)
@@ -668,6 +800,19 @@ class GWD(_BoxLoss):
     zero-size boxes are point masses (d^2 = centre distance^2 + the other box's trace); far apart
     -> towards 1. Square roots are eps-clamped, so gradients stay finite.
 
+    Args:
+        tau: offset of the transform, L = 1 - 1 / (tau + f(d^2)) (>= 1).
+        fun: the transform f of d^2, "log1p" | "sqrt".
+        box_format: not used: rotated boxes have the one format (cx, cy, w, h, theta).
+        reduction: "mean" | "sum" | "none".
+        eps: floor for divisions and square roots (> 0).
+
+    Shape:
+        - pred_boxes: (N, 5) rotated boxes cx, cy, w, h, theta (radians).
+        - target_boxes: (N, 5).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+
     Formula:
         d^2 = |mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr((S1^1/2 S2 S1^1/2)^1/2)
         L = 1 - 1 / (tau + f(d^2)),   f = log1p (default) or sqrt
@@ -675,9 +820,6 @@ class GWD(_BoxLoss):
     Reference:
         Yang et al., "Rethinking Rotated Object Detection with Gaussian Wasserstein Distance Loss",
         ICML 2021.
-
-    Call:
-        (pred_boxes (N,5), target_boxes (N,5)) as cx, cy, w, h, theta (radians); optional weight (N,)
 
     Example:
         >>> GWD()(torch.tensor([[0.0, 0.0, 2.0, 2.0, 0.0]]), torch.tensor([[1.0, 0.0, 2.0, 2.0, 0.0]]))
