@@ -96,6 +96,16 @@ class _MarginLoss(nn.Module):
 class ZeroOneLoss(_MarginLoss):
     """0-1 loss (misclassification rate): an evaluation loss, not differentiable (its gradient is zero).
 
+    Args:
+        multiclass: accepted for the shared interface; both settings take the argmax of (N, C, *) scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
         binary: l = [sign(f) != y] with sign(f) = +1 if f > 0 else -1  (f = 0 predicts the negative class)
         multiclass: l = [argmax_c f_c != y]   (both multiclass settings)
@@ -105,9 +115,6 @@ class ZeroOneLoss(_MarginLoss):
     Reference:
         Bartlett, Jordan & McAuliffe, "Convexity, Classification, and Risk Bounds", JASA 2006
         (the 0-1 risk the surrogates bound). Equals sklearn.metrics.zero_one_loss.
-
-    Call:
-        (scores (N,) | (N,C,*), target {-1,1}/{0,1} | class indices); multiclass, reduction.
 
     Example:
         >>> crit = ZeroOneLoss()
@@ -134,6 +141,20 @@ class ZeroOneLoss(_MarginLoss):
 class HingeLoss(_MarginLoss):
     """Hinge loss (SVM): max(0, 1 - m), multiclass Crammer-Singer or one-vs-rest.
 
+    Equals sklearn.metrics.hinge_loss (binary and multiclass); for C = 2 Crammer-Singer is
+    2 x torch.nn.MultiMarginLoss.
+
+    Args:
+        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
+            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
         l(m) = max(0, 1 - m),  m = y f (binary) | f_y - max_{j != y} f_j (Crammer-Singer)
         one-vs-rest: l = sum_c max(0, 1 - y_c f_c)
@@ -141,11 +162,6 @@ class HingeLoss(_MarginLoss):
     Reference:
         Cortes & Vapnik, "Support-Vector Networks", Machine Learning 1995; Crammer & Singer, "On the
         Algorithmic Implementation of Multiclass Kernel-based Vector Machines", JMLR 2001.
-
-    Call:
-        (scores (N,) | (N,C,*), target {-1,1}/{0,1} | class indices); multiclass, reduction.
-        Equals sklearn.metrics.hinge_loss (binary and multiclass); for C = 2 Crammer-Singer is
-        2 x torch.nn.MultiMarginLoss.
 
     Example:
         >>> crit = HingeLoss()
@@ -163,15 +179,23 @@ class HingeLoss(_MarginLoss):
 class SquaredHingeLoss(_MarginLoss):
     """Squared hinge loss (L2-SVM): max(0, 1 - m)^2.
 
+    Args:
+        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
+            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
         l(m) = max(0, 1 - m)^2
 
     Reference:
         Mangasarian & Musicant, "Lagrangian Support Vector Machines", JMLR 2001; Lee & Lin (L2-SVM);
         as tf.keras.losses.SquaredHinge.
-
-    Call:
-        (scores, target) as hinge; multiclass, reduction.
 
     Example:
         >>> crit = SquaredHingeLoss()
@@ -189,6 +213,17 @@ class SquaredHingeLoss(_MarginLoss):
 class SmoothedHingeLoss(_MarginLoss):
     """Smooth hinge (Rennie & Srebro 2005): linear below 0, quadratic on (0, 1), zero above 1.
 
+    Args:
+        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
+            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
         l(m) = 1/2 - m          if m <= 0
                (1 - m)^2 / 2    if 0 < m < 1
@@ -197,9 +232,6 @@ class SmoothedHingeLoss(_MarginLoss):
     Reference:
         Rennie & Srebro, "Loss Functions for Preference Levels: Regression with Discrete Ordered
         Labels", IJCAI Workshop on Advances in Preference Handling, 2005.
-
-    Call:
-        (scores, target) as hinge; multiclass, reduction.
 
     Example:
         >>> crit = SmoothedHingeLoss()
@@ -218,6 +250,18 @@ class SmoothedHingeLoss(_MarginLoss):
 class QuadraticSmoothedHingeLoss(_MarginLoss):
     """Quadratically smoothed hinge (Zhang 2004) with smoothing width gamma.
 
+    Args:
+        gamma: smoothing width (> 0): quadratic on (1 - gamma, 1); gamma -> 0 is the hinge.
+        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
+            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
         l(m) = max(0, 1 - m)^2 / (2 gamma)   if m >= 1 - gamma
                1 - gamma / 2 - m             otherwise
@@ -226,9 +270,6 @@ class QuadraticSmoothedHingeLoss(_MarginLoss):
     Reference:
         Zhang, "Solving Large Scale Linear Prediction Problems Using Stochastic Gradient Descent
         Algorithms", ICML 2004.
-
-    Call:
-        (scores, target) as hinge; gamma (> 0), multiclass, reduction.
 
     Example:
         >>> crit = QuadraticSmoothedHingeLoss(gamma=2.0)
@@ -253,6 +294,17 @@ class QuadraticSmoothedHingeLoss(_MarginLoss):
 class ModifiedHuberLoss(_MarginLoss):
     """Modified Huber loss (Zhang 2004): squared hinge for m >= -1, linear -4m below.
 
+    Args:
+        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
+            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
         l(m) = max(0, 1 - m)^2   if m >= -1
                -4 m              otherwise
@@ -260,9 +312,6 @@ class ModifiedHuberLoss(_MarginLoss):
     Reference:
         Zhang, "Solving Large Scale Linear Prediction Problems Using Stochastic Gradient Descent
         Algorithms", ICML 2004; as sklearn SGDClassifier(loss="modified_huber").
-
-    Call:
-        (scores, target) as hinge; multiclass, reduction.
 
     Example:
         >>> crit = ModifiedHuberLoss()
@@ -281,21 +330,32 @@ class ModifiedHuberLoss(_MarginLoss):
 class ExponentialLoss(_MarginLoss):
     """Exponential loss (AdaBoost): exp(-m), with the exponent clamped at max_exponent against overflow.
 
+    Args:
+        max_exponent: clamp M of the exponent -m against float32 overflow (exp(80) ~ 5.5e34).
+        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
+            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+
     Formula:
-        l(m) = exp(-min(m', M)) with m' = -m, i.e. exp(-m) for m >= -M  (M = max_exponent = 80:
-        exp(80) ~ 5.5e34 is finite in float32; beyond it the value and gradient are held)
+        l(m) = exp(-m), computed as exp(min(-m, M))   (M = max_exponent = 80: exp(80) ~ 5.5e34 is
+        finite in float32; for m < -M the value is held at exp(M) and the gradient is 0)
 
     Reference:
         Freund & Schapire, "A Decision-Theoretic Generalization of On-Line Learning and an Application
         to Boosting", JCSS 1997; Friedman, Hastie & Tibshirani, "Additive Logistic Regression", AoS 2000.
 
-    Call:
-        (scores, target) as hinge; max_exponent, multiclass, reduction.
-
     Example:
         >>> crit = ExponentialLoss()
         >>> float(crit(torch.tensor([0.0]), torch.tensor([1.0])))
         1.0
+        >>> [round(float(crit(torch.tensor([2.0]), torch.tensor([y]))), 4) for y in (1.0, -1.0)]   # exp(-2), exp(2)
+        [0.1353, 7.3891]
     """
 
     name = "exponential"

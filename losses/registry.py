@@ -127,7 +127,7 @@ class LossInfo:
         return "\n".join(lines)
 
 
-def _table(title: str, rows: Mapping[str, str], width: int = 110) -> list[str]:
+def _table(title: str, rows: Mapping[str, str], width: int = 120) -> list[str]:
     """Card lines ``  title:  key  description`` with the descriptions aligned and wrapped to ``width``."""
     if not rows:
         return []

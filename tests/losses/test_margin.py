@@ -3,7 +3,6 @@ degenerate inputs, AMP and registry wiring."""
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
@@ -210,17 +209,11 @@ def test_exponential_overflow_guard():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_registry_build_info_and_example(name):
+def test_registry_build_and_info(name):  # the docstring examples run under --doctest-modules
     crit = losses.build({"name": name, "params": {"multiclass": "one_vs_rest"}})
     assert crit.multiclass == "one_vs_rest"
     card = losses.info(name)
     assert card.family == "margin" and card.formula and card.reference and card.summary
-    cls = losses.get(name).cls
-    tests = doctest.DocTestFinder().find(cls, globs={"torch": torch, cls.__name__: cls})
-    runner = doctest.DocTestRunner()
-    for test in tests:
-        runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0 and sum(len(t.examples) for t in tests) > 0
 
 
 def test_bad_inputs_raise():
