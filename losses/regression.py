@@ -125,14 +125,20 @@ class MBE(_Regression):
     predictions to minus infinity; use it as a monitored metric or as a small signed term beside
     MAE/MSE, never as the only loss. Gradient is ``1/n`` per element whatever the error.
 
+    Args:
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; pred - target with reduction="none".
+
     Formula:
         MBE = 1/n * sum_i (pred_i - target_i)
 
     Reference:
         Willmott, "Some comments on the evaluation of model performance", Bull. Am. Meteorol. Soc. 63(11), 1982.
-
-    Call:
-        (pred, target) same shape, optional weight broadcastable to it; reduction="none" returns pred - target
 
     Example:
         >>> MBE()(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0]))
@@ -149,15 +155,21 @@ class MBE(_Regression):
 class MAE(_Regression):
     """Mean absolute error (L1); wraps torch.nn.functional.l1_loss.
 
+    Args:
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         MAE = 1/n * sum_i |pred_i - target_i|
 
     Reference:
         Willmott & Matsuura, "Advantages of the mean absolute error (MAE) over the root mean square
         error (RMSE) in assessing average model performance", Climate Research 30, 2005.
-
-    Call:
-        (pred, target) same shape, optional weight broadcastable to it
 
     Example:
         >>> MAE()(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 3.0]))
@@ -176,14 +188,20 @@ class MAE(_Regression):
 class MSE(_Regression):
     """Mean squared error (L2); wraps torch.nn.functional.mse_loss.
 
+    Args:
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         MSE = 1/n * sum_i (pred_i - target_i)^2
 
     Reference:
         Gauss, "Theoria combinationis observationum erroribus minimis obnoxiae", 1821 (least squares).
-
-    Call:
-        (pred, target) same shape, optional weight broadcastable to it
 
     Example:
         >>> MSE()(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 3.0]))
@@ -207,14 +225,22 @@ class RMSE(_Regression):
     and ``"sum"`` their sum. ``eps`` clamps the mean squared error from below before the root: the
     value is exact whenever MSE >= eps, and at zero error the gradient is 0 instead of NaN.
 
+    Args:
+        reduction: "mean" | "sum" | "none".
+        eps: floor of the mean squared error before the square root (the gradient at zero error is 0,
+            not NaN).
+
+    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; with reduction="none" one RMSE per sample, (N,) (for 1-D input: the absolute error).
+
     Formula:
         RMSE = sqrt(max(1/n * sum_i (pred_i - target_i)^2, eps))
 
     Reference:
         Hyndman & Koehler, "Another look at measures of forecast accuracy", Int. J. Forecasting 22(4), 2006.
-
-    Call:
-        (pred, target) same shape, optional weight broadcastable to it
 
     Example:
         >>> RMSE()(torch.tensor([3.0, 0.0]), torch.tensor([0.0, 4.0]))
@@ -239,17 +265,26 @@ class RMSLE(_Regression):
 
     Penalises relative rather than absolute error (under-prediction more than over-prediction of
     the same size). Values <= -1 in ``pred`` or ``target`` raise :class:`LossInputError` (log1p is
-    undefined there); clamp or softplus the model output if it can go that low. Reduction and
-    ``eps`` as in :class:`RMSE`.
+    undefined there); clamp or softplus the model output if it can go that low. That check reads the
+    values, so ``torch.compile`` skips it (a graph break otherwise): compiled, such values give NaN.
+    Reduction and ``eps`` as in :class:`RMSE`.
+
+    Args:
+        reduction: "mean" | "sum" | "none".
+        eps: floor of the mean squared error before the square root (the gradient at zero error is 0,
+            not NaN).
+
+    Shape:
+        - pred: (*), any shape, all values > -1.
+        - target: the shape of ``pred``, all values > -1.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; with reduction="none" one RMSLE per sample, (N,) (for 1-D input: the absolute log1p error).
 
     Formula:
         RMSLE = sqrt(max(1/n * sum_i (log(1 + pred_i) - log(1 + target_i))^2, eps))
 
     Reference:
         Hyndman & Koehler, "Another look at measures of forecast accuracy", Int. J. Forecasting 22(4), 2006.
-
-    Call:
-        (pred, target) same shape, all values > -1; optional weight broadcastable to them
 
     Example:
         >>> RMSLE()(torch.tensor([math.e - 1.0]), torch.tensor([0.0]))
@@ -263,12 +298,13 @@ class RMSLE(_Regression):
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         _check("rmsle", pred, target)
-        for what, t in (("pred", pred), ("target", target)):
-            if t.numel() and bool((t <= -1).any()):
-                raise LossInputError(
-                    f"rmsle(pred, target): log1p needs values > -1, but {what} has min {float(t.min()):.4g}; "
-                    "clamp or softplus the predictions, or use mse/mae"
-                )
+        if not torch.compiler.is_compiling():  # the domain check reads the values: eager only
+            for what, t in (("pred", pred), ("target", target)):
+                if t.numel() and bool((t <= -1).any()):
+                    raise LossInputError(
+                        f"rmsle(pred, target): log1p needs values > -1, but {what} has min {float(t.min()):.4g}; "
+                        "clamp or softplus the predictions, or use mse/mae"
+                    )
         sq = (torch.log1p(pred) - torch.log1p(target)).square()
         return _root_mean(sq, self.reduction, weight, self.eps)
 
@@ -279,14 +315,21 @@ class Huber(_Regression):
 
     ``huber(delta) == delta * smooth_l1(beta=delta)``.
 
+    Args:
+        delta: threshold between the quadratic and the linear part (> 0).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         l(x) = 0.5 x^2 if |x| <= delta else delta * (|x| - 0.5 delta),   x = pred - target
 
     Reference:
         Huber, "Robust Estimation of a Location Parameter", Annals of Mathematical Statistics 35(1), 1964.
-
-    Call:
-        (pred, target) same shape, optional weight broadcastable to it
 
     Example:
         >>> Huber(delta=1.0)(torch.tensor([0.0, 3.0]), torch.tensor([0.5, 0.0]))
@@ -313,14 +356,21 @@ class SmoothL1(_Regression):
 
     The Fast R-CNN box-delta loss; reused by the detection box slot. ``beta=0`` is plain L1.
 
+    Args:
+        beta: threshold between the quadratic and the linear part (>= 0; 0 is plain L1).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape, e.g. box deltas (N, 4).
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         l(x) = 0.5 x^2 / beta if |x| < beta else |x| - 0.5 beta,   x = pred - target
 
     Reference:
         Girshick, "Fast R-CNN", ICCV 2015.
-
-    Call:
-        (pred, target) same shape (e.g. box deltas (N,4)), optional weight broadcastable to it
 
     Example:
         >>> SmoothL1(beta=1.0)(torch.tensor([0.0, 3.0]), torch.tensor([0.5, 0.0]))
@@ -348,6 +398,18 @@ class BalancedL1(_Regression):
     Hand-written (no torch built-in); same formula as mmdetection's ``balanced_l1_loss``. The
     parameter ``b`` is fixed by continuity of the gradient at ``|x| = beta``: ``alpha ln(b + 1) = gamma``.
 
+    Args:
+        alpha: inlier gradient promotion (> 0); b = exp(gamma / alpha) - 1.
+        gamma: bound of the outlier gradient (> 0).
+        beta: threshold between inliers and outliers (> 0).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape, e.g. box deltas (N, 4).
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         b = exp(gamma / alpha) - 1,  x = |pred - target|
         l(x) = alpha / b * (b x + 1) * ln(b x / beta + 1) - alpha x     if x < beta
@@ -355,9 +417,6 @@ class BalancedL1(_Regression):
 
     Reference:
         Pang et al., "Libra R-CNN: Towards Balanced Learning for Object Detection", CVPR 2019, eq. 8-10.
-
-    Call:
-        (pred, target) same shape (e.g. box deltas (N,4)), optional weight broadcastable to it
 
     Example:
         >>> BalancedL1()(torch.tensor([0.0]), torch.tensor([0.0]))
@@ -383,15 +442,21 @@ class LogCosh(_Regression):
     Hand-written in the overflow-free form (cosh overflows float32 for |x| > 89); its gradient
     is tanh(x).
 
+    Args:
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         l(x) = log(cosh(x)) = |x| + softplus(-2|x|) - log 2,   x = pred - target
 
     Reference:
         Saleh & Saleh, "Statistical Properties of the log-cosh Loss Function Used in Machine Learning",
         arXiv:2208.04564, 2022.
-
-    Call:
-        (pred, target) same shape, optional weight broadcastable to it
 
     Example:
         >>> LogCosh()(torch.tensor([0.0]), torch.tensor([0.0]))
@@ -414,15 +479,21 @@ class Quantile(_Regression):
     averages over all N*T*Q terms. ``quantiles=0.5`` is half the MAE. Quantiles are a buffer
     (they follow ``.to(device)`` and are saved in checkpoints).
 
+    Args:
+        quantiles: one quantile q in (0, 1), or a list of Q quantiles (``pred`` then has a trailing Q dim).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*) for one quantile; (*, Q) for a list of Q, e.g. (N, T, Q).
+        - target: (*), e.g. (N, T).
+        - weight: optional, broadcastable to the element-wise loss; with reduction="mean" the weighted mean.
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
     Formula:
         l_q(y, p) = max(q * (y - p), (q - 1) * (y - p))
 
     Reference:
         Koenker & Bassett, "Regression Quantiles", Econometrica 46(1), 1978.
-
-    Call:
-        (pred (...), target (...)) for one quantile; (pred (..., Q), target (...)) for a list of Q;
-        optional weight broadcastable to the element-wise loss
 
     Example:
         >>> Quantile(quantiles=[0.1, 0.9])(torch.zeros(2, 2), torch.ones(2))
