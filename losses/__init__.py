@@ -7,8 +7,9 @@
 
 from losses import classification, compound, margin, overlap, region, regression  # noqa: F401  (populate registry)
 from losses._utils import LossInputError
-from losses.compose import Composite, Schedule, build, build_slot, parse_spec
+from losses.compose import Composite, Schedule, build, parse_spec
 from losses.registry import FAMILIES, LossConfigError, available, get, info, register
+from losses.slots import Slot, build_slot, check_slot_spec
 
 __all__ = [
     "FAMILIES",
@@ -16,9 +17,11 @@ __all__ = [
     "LossConfigError",
     "LossInputError",
     "Schedule",
+    "Slot",
     "available",
     "build",
     "build_slot",
+    "check_slot_spec",
     "get",
     "info",
     "parse_spec",

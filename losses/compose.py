@@ -8,9 +8,14 @@ A loss *spec* is any of::
     [{"name": "dice", "weight": 1.0}, {"name": "focal", "weight": 0.5,
       "schedule": {"warmup_epochs": 2}}]               # a list -> Composite
 
+A term mapping may also carry ``inputs`` (the named slot inputs it is called with, e.g.
+``[fake, target]``) and ``optim`` (``{lr_mult, weight_decay}`` for the parameters the loss
+owns, e.g. class centres, placed in their own optimiser group by the task).
+
 :func:`build` turns a spec into an ``nn.Module``: a single loss for a single unweighted
-term, otherwise a :class:`Composite`. Tasks use :func:`build_slot`, which always returns
-a :class:`Composite` so every slot logs its per-term values the same way.
+term, otherwise a :class:`Composite`. Tasks use :func:`losses.build_slot` (:mod:`losses.slots`),
+which checks the task's slot declaration and always returns a :class:`Composite`, so every slot
+logs its per-term values the same way.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from losses._utils import LossInputError
 from losses.registry import LossConfigError, create, get
 
-_TERM_KEYS = {"name", "params", "weight", "schedule"}
+_TERM_KEYS = {"name", "params", "weight", "schedule", "inputs", "optim"}
+_TERM_OPTIM_KEYS = {"lr_mult", "weight_decay"}
 _SCHEDULE_KEYS = {"warmup_epochs", "start", "end", "epochs"}
 _BALANCES = ("fixed", "uncertainty")
 _SHORTHAND_TERM = re.compile(
@@ -75,6 +82,8 @@ class TermSpec:
     params: dict[str, Any] = field(default_factory=dict)
     weight: float = 1.0
     schedule: Schedule | None = None
+    inputs: tuple[str, ...] | None = None  # named slot inputs this term is called with (None: the slot's default)
+    optim: dict[str, float] | None = None  # own optimiser group for the term's parameters: lr_mult, weight_decay
 
 
 def parse_spec(spec: Any, where: str = "loss") -> list[TermSpec]:
@@ -135,7 +144,40 @@ def _parse_term(spec: Any, where: str) -> TermSpec:
         weight = float(spec.get("weight", 1.0))
     except (TypeError, ValueError):
         raise LossConfigError(f"{where}.weight: expected a number, got {spec.get('weight')!r}") from None
-    return TermSpec(str(spec["name"]), dict(params), weight, Schedule.parse(spec.get("schedule"), f"{where}.schedule"))
+    return TermSpec(
+        str(spec["name"]),
+        dict(params),
+        weight,
+        Schedule.parse(spec.get("schedule"), f"{where}.schedule"),
+        _parse_inputs(spec.get("inputs"), f"{where}.inputs"),
+        parse_group_options(spec.get("optim"), f"{where}.optim"),
+    )
+
+
+def _parse_inputs(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) and n for n in names):
+        raise LossConfigError(f"{where}: expected a list of input names like [fake, target], got {value!r}")
+    return tuple(names)
+
+
+def parse_group_options(value: Any, where: str) -> dict[str, float] | None:
+    """Validate an optimiser-group mapping ``{lr_mult: float >= 0, weight_decay: float >= 0}``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise LossConfigError(f"{where}: expected a mapping like {{lr_mult: 10, weight_decay: 0}}, got {value!r}")
+    unknown = set(value) - _TERM_OPTIM_KEYS
+    if unknown:
+        raise LossConfigError(f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(_TERM_OPTIM_KEYS)}")
+    out = {}
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number >= 0:
+            raise LossConfigError(f"{where}.{key}: expected a number >= 0, got {number!r}")
+        out[key] = float(number)
+    return out
 
 
 class Composite(nn.Module):
@@ -148,19 +190,38 @@ class Composite(nn.Module):
     Reference:
         Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses", CVPR 2018.
 
+    Inputs: a slot is called with positional inputs (bound, in order, to the slot's input names,
+    e.g. ``pred, target``) and/or named ones (``discriminator=D, real=x, fake=y``). A term that
+    declares its inputs (``inputs: [fake, target]`` in its spec, or the loss class's ``INPUTS``,
+    e.g. a gradient penalty's ``(discriminator, real, fake)``) is called with those, by name; any
+    other term with the positional inputs. So one composite mixes terms with different inputs and
+    still yields one total and per-term logs.
+
     Calling the module returns the total; :meth:`forward_terms` also returns the unweighted
     per-term values (detached) keyed by term name. The current epoch is a buffer, so a resumed
     run continues its schedules where it stopped.
     """
 
-    def __init__(self, terms: Sequence[TermSpec], losses: Sequence[nn.Module], balance: str = "fixed") -> None:
+    def __init__(
+        self,
+        terms: Sequence[TermSpec],
+        losses: Sequence[nn.Module],
+        balance: str = "fixed",
+        inputs: Sequence[str] = (),
+        where: str = "loss",
+    ) -> None:
         super().__init__()
         if balance not in _BALANCES:
             raise LossConfigError(f"balance must be one of {_BALANCES}, got {balance!r}")
-        self.names = _unique_names([t.name for t in terms])
+        self.loss_names = [t.name for t in terms]  # registered names; `names` are unique per term
+        self.names = _unique_names(self.loss_names)
         self.terms = nn.ModuleList(losses)
         self.weights = [t.weight for t in terms]
         self.schedules = [t.schedule for t in terms]
+        self.term_inputs = [t.inputs or getattr(loss, "INPUTS", None) for t, loss in zip(terms, losses)]
+        self.term_optim = [t.optim for t in terms]
+        self.inputs = tuple(inputs)
+        self.where = where
         self.balance = balance
         self.register_buffer("epoch", torch.zeros((), dtype=torch.float64))
         if balance == "uncertainty":
@@ -177,8 +238,27 @@ class Composite(nn.Module):
         epoch = float(self.epoch)
         return [w * (s(epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
 
+    def term_arguments(self, args: tuple[Any, ...], named: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The positional arguments each term is called with (see the class docstring)."""
+        available = {**dict(zip(self.inputs, args)), **named}
+        calls = []
+        for name, wanted in zip(self.names, self.term_inputs):
+            if wanted is None:
+                wanted = None if args or not self.inputs else self.inputs
+            if wanted is None:
+                calls.append(args)
+                continue
+            missing = [n for n in wanted if n not in available]
+            if missing:
+                raise LossInputError(
+                    f"{self.where}: term {name!r} needs input(s) {', '.join(map(repr, missing))}; "
+                    f"the slot was called with {', '.join(map(repr, available)) or 'nothing'}"
+                )
+            calls.append(tuple(available[n] for n in wanted))
+        return calls
+
     def forward_terms(
-        self, *args: Any, normalizer: float | Tensor = 1.0, **kwargs: Any
+        self, *args: Any, normalizer: float | Tensor = 1.0, **named: Any
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total and unweighted per-term values; every term is divided by ``normalizer`` first.
 
@@ -186,7 +266,8 @@ class Composite(nn.Module):
         by the number of foreground anchors): the uncertainty weights then act on the normalised
         terms and the ``log sigma^2`` regulariser stays unscaled, as in Kendall et al.
         """
-        values = [loss(*args, **kwargs) / normalizer for loss in self.terms]
+        calls = self.term_arguments(args, named)
+        values = [loss(*call) / normalizer for loss, call in zip(self.terms, calls)]
         total = values[0].new_zeros(())
         for i, (value, weight) in enumerate(zip(values, self.term_weights())):
             if self.log_vars is not None:
@@ -195,8 +276,8 @@ class Composite(nn.Module):
                 total = total + weight * value
         return total, {n: v.detach() for n, v in zip(self.names, values)}
 
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        return self.forward_terms(*args, **kwargs)[0]
+    def forward(self, *args: Any, **named: Any) -> Tensor:
+        return self.forward_terms(*args, **named)[0]
 
     def extra_repr(self) -> str:
         terms = " + ".join(f"{w:g}*{n}" for n, w in zip(self.names, self.weights))
@@ -212,35 +293,33 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def build_slot(
-    spec: Any,
-    balance: str = "fixed",
-    defaults: Mapping[str, Any] | None = None,
-    where: str = "loss",
-) -> Composite:
-    """Build a task slot: always a :class:`Composite`, even for one term."""
-    terms = parse_spec(spec, where)
+def build_terms(terms: Sequence[TermSpec], inject: Mapping[str, Any] | None, where: str) -> list[nn.Module]:
+    """Instantiate each term; ``inject`` holds task-supplied parameters (used where a loss accepts them)."""
     modules = []
     for i, term in enumerate(terms):
         try:
-            modules.append(create(term.name, term.params, defaults))
+            modules.append(create(term.name, term.params, inject))
         except LossConfigError as err:
             path = where if len(terms) == 1 else f"{where}[{i}]"
             raise LossConfigError(f"{path}: {err}") from None
-    return Composite(terms, modules, balance)
+    return modules
 
 
 def build(spec: Any, balance: str = "fixed", defaults: Mapping[str, Any] | None = None, **params: Any) -> nn.Module:
     """Build a loss from a name, shorthand string, dict or list (see module docstring).
 
-    Keyword ``params`` apply to a single named loss: ``build("focal", gamma=2.0)``.
-    A single unweighted, unscheduled term returns the loss module itself.
+    Keyword ``params`` apply to a single named loss: ``build("focal", gamma=2.0)``; ``defaults``
+    are used for parameters the loss accepts and the spec leaves unset (``mode``, ``num_classes``).
+    A single unweighted, unscheduled term returns the loss module itself, anything else a
+    :class:`Composite`. Tasks build their slots with :func:`losses.build_slot` instead.
     """
     if params:
         if not isinstance(spec, str) or "+" in spec or "*" in spec:
             raise LossConfigError("keyword parameters are only accepted with a single loss name")
         spec = {"name": spec, "params": params}
     terms = parse_spec(spec)
-    if len(terms) == 1 and terms[0].weight == 1.0 and terms[0].schedule is None and balance == "fixed":
-        return create(terms[0].name, terms[0].params, defaults)
-    return build_slot(terms if len(terms) > 1 else terms[0], balance, defaults)
+    modules = build_terms(terms, defaults, "loss")
+    plain = terms[0].weight == 1.0 and terms[0].schedule is None and terms[0].inputs is None
+    if len(terms) == 1 and plain and balance == "fixed":
+        return modules[0]
+    return Composite(terms, modules, balance)

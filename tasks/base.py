@@ -1,35 +1,48 @@
-"""What every task module shares: registry loss slots, per-term logging, optimiser setup.
+"""The task contract: declared loss slots, optimisers and monitor; evaluation, guard and logging of losses.
 
-A task subclasses :class:`LossTask`, declares ``LOSS_SLOTS`` (slot name -> loss families
-that fit it) and calls :meth:`LossTask.compute_loss` in its training step. The slots are
-built from the ``loss:`` config section through :func:`losses.build_slot`, so every slot is
-a :class:`losses.Composite`; its parameters (uncertainty weights) and buffers (schedules,
-running statistics, class centres) are part of the LightningModule and so of every
-checkpoint.
+A task subclasses :class:`LossTask` and *declares*:
+
+- ``LOSS_SLOTS``: slot name -> :class:`losses.Slot` (accepted families, default spec, parameters
+  the task injects from its attributes or fixes, the inputs it calls the slot with). The slots are
+  built from the ``loss:`` config section by :func:`losses.build_slot`, so every slot is a
+  :class:`losses.Composite` whose parameters (uncertainty weights, class centres) and buffers
+  (schedules, running statistics) are part of every checkpoint;
+- ``OPTIMIZERS``: empty for one optimiser over every parameter (automatic optimisation), or
+  names such as ``("generator", "discriminator")`` with one ``optim.<name>`` section each; the
+  task then implements :meth:`optimizer_parameters` and steps them with :meth:`step_optimizer`
+  (Lightning manual optimisation);
+- ``MONITOR`` / ``MONITOR_MODE``: the metric that picks the best checkpoint.
+
+In a step the task calls :meth:`compute_loss` (one slot) or :meth:`evaluate` per slot and then
+:meth:`finish_losses` (several slots). Both pass the finite-loss guard (:mod:`tasks.guard`) in
+training and log ``<stage>/loss/<slot>`` and ``<stage>/loss/<slot>/<term>``; a step the guard
+skips returns ``None`` (Lightning then skips backward and the optimiser step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import lightning as L
-import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 import losses
-
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "cosine", "step")
+from tasks.guard import NonFiniteLossError, SlotResult, all_finite, describe
+from tasks.optim import build_optimizer, build_scheduler, parameter_groups, parse_optim
 
 
 class LossTask(L.LightningModule):
-    """Base LightningModule whose losses come from registry slots."""
+    """Base LightningModule whose losses come from declared registry slots."""
 
-    #: slot name -> loss families accepted in that slot (checked before any data is read).
-    LOSS_SLOTS: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: slot name -> default spec used when the config leaves the slot out.
-    DEFAULT_LOSSES: ClassVar[dict[str, Any]] = {}
+    #: slot name -> declaration (families, default, injected/fixed parameters, inputs).
+    LOSS_SLOTS: ClassVar[dict[str, losses.Slot]] = {}
+    #: names of several optimisers (manual optimisation); empty: one optimiser, automatic optimisation.
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ()
+    #: metric that selects the best checkpoint, and whether larger is better ("max") or smaller ("min").
+    MONITOR: ClassVar[str | None] = None
+    MONITOR_MODE: ClassVar[str] = "min"
 
     def __init__(self, loss: Mapping[str, Any] | None = None, optim: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -40,61 +53,145 @@ class LossTask(L.LightningModule):
             raise losses.LossConfigError(
                 f"loss: unknown slot(s) {sorted(unknown)}; {type(self).__name__} has slots {sorted(self.LOSS_SLOTS)}"
             )
-        specs = {slot: loss.get(slot, self.DEFAULT_LOSSES.get(slot)) for slot in self.LOSS_SLOTS}
-        self.loss_slots = nn.ModuleDict(
-            {
-                slot: losses.build_slot(spec, balance=balance, defaults=self.loss_defaults(slot), where=f"loss.{slot}")
-                for slot, spec in specs.items()
-                if spec is not None
-            }
-        )
-        self.optim_config = dict(optim or {})
+        self.loss_slots = nn.ModuleDict()
+        for slot, declared in self.LOSS_SLOTS.items():
+            spec = loss.get(slot, declared.default)
+            if spec is None:
+                continue
+            inject = {name: getattr(self, name) for name in declared.inject}
+            self.loss_slots[slot] = losses.build_slot(
+                spec, declared, inject=inject, balance=balance, where=f"loss.{slot}"
+            )
+        self.optim_specs = parse_optim(optim, self.OPTIMIZERS)
+        self.automatic_optimization = not self.OPTIMIZERS
+        #: what the finite-loss guard does on NaN/Inf: "stop" or "skip" (set from `run.on_nonfinite`).
+        self.on_nonfinite = "stop"
+        self.nonfinite_skipped = 0
 
-    def loss_defaults(self, slot: str) -> dict[str, Any]:
-        """Parameters injected into every loss of ``slot`` that accepts them (e.g. ``mode``)."""
-        return {}
+    # ------------------------------------------------------------------ losses
 
-    def compute_loss(self, slot: str, *args: Any, stage: str = "train", batch_size: int | None = None) -> Tensor:
-        """Evaluate a slot, log its total as ``<stage>/loss/<slot>`` and each term as ``.../<slot>/<name>``."""
-        total, terms = self.loss_slots[slot].forward_terms(*args)
-        values = {slot: total}
-        if len(terms) > 1:
-            values.update({f"{slot}/{name}": value for name, value in terms.items()})
+    def evaluate(self, slot: str, *args: Any, normalizer: float | Tensor = 1.0, **inputs: Any) -> SlotResult:
+        """Evaluate a slot on its inputs (positional, then named) without logging."""
+        composite = self.loss_slots[slot]
+        total, terms = composite.forward_terms(*args, normalizer=normalizer, **inputs)
+        return SlotResult(slot, total, terms, composite, [(args, inputs)])
+
+    def compute_loss(
+        self, slot: str, *args: Any, stage: str = "train", batch_size: int | None = None, **inputs: Any
+    ) -> Tensor | None:
+        """Evaluate one slot, guard and log it; the total, or ``None`` for a training step the guard skips."""
+        return self.finish_losses([self.evaluate(slot, *args, **inputs)], stage, batch_size)
+
+    def finish_losses(
+        self, results: Iterable[SlotResult], stage: str = "train", batch_size: int | None = None
+    ) -> Tensor | None:
+        """Guard (training only), log each slot and term, return the sum of the slot totals (or ``None``: skip)."""
+        results = {r.slot: r for r in results}
+        if stage == "train" and not self._passes_guard(results):
+            return None
+        values: dict[str, Tensor] = {}
+        for result in results.values():
+            values.update(result.loggable())
         self.log_losses(values, stage, batch_size)
+        total = sum(r.total for r in results.values())
+        if len(results) > 1:
+            self._log(f"{stage}/loss", total, stage, batch_size, prog_bar=True)
         return total
 
     def log_losses(self, values: Mapping[str, Tensor], stage: str, batch_size: int | None = None) -> None:
         """Log each value as ``<stage>/loss/<key>``: per step and epoch in training, per epoch (synced) otherwise."""
-        on_step = stage == "train"
         for key, value in values.items():
-            self.log(
-                f"{stage}/loss/{key}",
-                value.detach(),
-                on_step=on_step,
-                on_epoch=True,
-                sync_dist=not on_step,
-                batch_size=batch_size,
+            self._log(f"{stage}/loss/{key}", value, stage, batch_size)
+
+    def _log(self, name: str, value: Tensor, stage: str, batch_size: int | None, prog_bar: bool = False) -> None:
+        on_step = stage == "train"
+        self.log(
+            name,
+            value.detach(),
+            on_step=on_step,
+            on_epoch=True,
+            sync_dist=not on_step,
+            batch_size=batch_size,
+            prog_bar=prog_bar,
+        )
+
+    def _passes_guard(self, results: Mapping[str, SlotResult]) -> bool:
+        finite = bool(all_finite(results.values()))
+        if self._trainer is not None:  # every rank takes the same decision
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return True
+        where = f"epoch {self.current_epoch}, step {self.global_step}" if self._trainer is not None else "this step"
+        message = describe(results, where)
+        if self.on_nonfinite == "stop":
+            raise NonFiniteLossError(
+                f"{message}. Stopped before the update: the weights and the last checkpoint are those of the last "
+                "good step (run.on_nonfinite=skip skips such steps instead)"
             )
+        self.nonfinite_skipped += 1
+        rank_zero_warn(f"{message}; step skipped (run.on_nonfinite=skip)")
+        self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
+        return False
 
     def on_train_epoch_start(self) -> None:
         for composite in self.loss_slots.values():
             composite.set_epoch(self.current_epoch)
 
+    # ------------------------------------------------------------------ optimisers
+
+    def optimizer_parameters(self, name: str) -> Iterable[tuple[str, nn.Parameter]]:
+        """Named model parameters (no loss parameters) trained by optimiser ``name``; named optimisers override it."""
+        if self.OPTIMIZERS:
+            raise NotImplementedError(
+                f"{type(self).__name__} declares OPTIMIZERS and must say which parameters each one trains"
+            )
+        loss_params = {id(p) for p in self.loss_slots.parameters()}
+        return [(n, p) for n, p in self.named_parameters() if id(p) not in loss_params]
+
+    def _slots_of(self, name: str) -> dict[str, losses.Composite]:
+        first = self.OPTIMIZERS[0] if self.OPTIMIZERS else ""
+        return {
+            slot: composite
+            for slot, composite in self.loss_slots.items()
+            if (self.LOSS_SLOTS[slot].optimizer or first) == name
+        }
+
     def configure_optimizers(self) -> Any:
-        cfg = {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine", **self.optim_config}
-        name = cfg.pop("name")
-        scheduler = cfg.pop("scheduler")
-        step_size = cfg.pop("step_size", 10)
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optim.name: {name!r} is not one of {sorted(OPTIMIZERS)}")
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"optim.scheduler: {scheduler!r} is not one of {SCHEDULERS}")
-        optimizer = OPTIMIZERS[name](self.parameters(), **cfg)
-        if scheduler == "none":
-            return optimizer
-        if scheduler == "cosine":
-            max_epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
-        else:
-            sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        max_epochs = (self.trainer.max_epochs or 1) if self._trainer is not None else 1
+        optimizers, schedulers = [], []
+        for name, spec in self.optim_specs.items():
+            groups = parameter_groups(spec, self.optimizer_parameters(name), self._slots_of(name))
+            optimizer = build_optimizer(spec, groups)
+            optimizers.append(optimizer)
+            scheduler = build_scheduler(spec, optimizer, max_epochs, name)
+            if scheduler is not None:
+                schedulers.append(scheduler)
+        if len(optimizers) == 1 and not self.OPTIMIZERS:
+            return {"optimizer": optimizers[0], "lr_scheduler": schedulers[0]} if schedulers else optimizers[0]
+        return optimizers, schedulers
+
+    def optimizer(self, name: str) -> L.pytorch.core.optimizer.LightningOptimizer:
+        """The named optimiser (manual optimisation)."""
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers[self.OPTIMIZERS.index(name)]
+
+    def step_optimizer(self, name: str, loss: Tensor | None) -> None:
+        """Manual optimisation: zero optimiser ``name``'s gradients, backpropagate ``loss``, step it.
+
+        Gradients the backward pass leaves on other optimisers' parameters are cleared by their own
+        ``step_optimizer`` before use. ``loss=None`` (a step the finite-loss guard skipped) does nothing.
+        """
+        if loss is None:
+            return
+        optimizer = self.optimizer(name)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def on_train_epoch_end(self) -> None:
+        if self.automatic_optimization:
+            return
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()

@@ -10,13 +10,15 @@ from types import ModuleType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 
-from trainer.callbacks import LossCurvePlot, ResumeDataPosition
+import losses
+from tasks.guard import POLICIES
+from tasks.optim import parse_optim
+from trainer.callbacks import LossCurvePlot, ResumeDataPosition, RunProgressBar
 from trainer.config import (
-    OPTIM_KEYS,
     RUN_DEFAULTS,
     TOP_LEVEL_KEYS,
     ConfigError,
@@ -79,8 +81,15 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     check_against_signature(config["model"], package.TASK.__init__, "model", skip=("loss", "optim"))
     check_against_signature(config["data"], package.DATAMODULE.__init__, "data")
     check_loss_section(config["loss"], package.TASK.LOSS_SLOTS)
-    check_keys(config["optim"], OPTIM_KEYS, "optim")
+    try:
+        parse_optim(config["optim"], package.TASK.OPTIMIZERS)
+    except losses.LossConfigError as err:
+        raise ConfigError(str(err)) from None
     check_keys(config["run"], RUN_DEFAULTS, "run")
+    if config["run"].get("on_nonfinite", "stop") not in POLICIES:
+        raise ConfigError(
+            f"run.on_nonfinite: expected one of {', '.join(POLICIES)}, got {config['run']['on_nonfinite']!r}"
+        )
     reserved = [k for k in config["trainer"] if k in RESERVED_TRAINER_KEYS]
     if reserved:
         raise ConfigError(f"trainer.{reserved[0]}: set by the framework from `run:`; remove it")
@@ -113,8 +122,9 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     datamodule = package.DATAMODULE(**config["data"])
     task = package.TASK(loss=config["loss"], optim=config["optim"], **config["model"])
     run = config["run"]
-    monitor = run["monitor"] or getattr(task, "MONITOR", None)
-    mode = run["mode"] or getattr(task, "MONITOR_MODE", "min")
+    task.on_nonfinite = run["on_nonfinite"]
+    monitor = run["monitor"] or task.MONITOR
+    mode = run["mode"] or task.MONITOR_MODE
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch:03d}",
@@ -125,7 +135,7 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     )
     callbacks: list[L.Callback] = [checkpoint, ResumeDataPosition(), LearningRateMonitor()]
     if config["trainer"].get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(RunProgressBar(run_dir.name))
     if run["plot"]:
         callbacks.append(LossCurvePlot(run_dir / "plots"))
     # fit logs to logs/ (kept across resumes); validate/test/predict to logs_<stage>/ beside it

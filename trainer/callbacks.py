@@ -1,10 +1,12 @@
-"""Callbacks the framework adds to every run: mid-epoch resume position and loss-curve plots."""
+"""Callbacks the framework adds to every run: mid-epoch resume position, progress bar, loss-curve plots."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 from tasks.sampling import SeededSampler
@@ -30,6 +32,19 @@ class ResumeDataPosition(L.Callback):
         sampler = getattr(loader, "sampler", None)
         if isinstance(sampler, SeededSampler) and loader.batch_size:
             sampler.skip(done * loader.batch_size)
+
+
+class RunProgressBar(RichProgressBar):
+    """Rich progress bar that shows the run folder's version (``v_num: version_3``) beside the metrics."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(leave=True)
+        self.version = version
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics["v_num"] = self.version
+        return metrics
 
 
 class LossCurvePlot(L.Callback):

@@ -20,10 +20,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import losses
-from losses.registry import check_params
 
 TOP_LEVEL_KEYS = ("task", "seed", "model", "data", "loss", "optim", "trainer", "run")
-OPTIM_KEYS = ("name", "lr", "weight_decay", "scheduler", "momentum", "betas", "step_size", "nesterov")
 RUN_DEFAULTS = {
     "root": "runs",
     "name": None,
@@ -32,6 +30,7 @@ RUN_DEFAULTS = {
     "monitor": None,
     "mode": None,
     "plot": True,
+    "on_nonfinite": "stop",
 }
 CONFIG_FILENAME = "config.yaml"
 
@@ -201,8 +200,8 @@ def _type_name(expected: Any) -> str:
     return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
 
 
-def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, tuple[str, ...]]) -> None:
-    """Every slot exists for the task, every term is a known loss of a family the slot takes."""
+def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, losses.Slot]) -> None:
+    """Every slot exists for the task and its spec fits the slot's declaration (:func:`losses.check_slot_spec`)."""
     for slot, spec in loss.items():
         if slot == "balance":
             if spec not in ("fixed", "uncertainty"):
@@ -210,20 +209,7 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, tuple[str, .
             continue
         if slot not in slots:
             raise ConfigError(f"loss.{slot}: this task has no such loss slot; slots: {', '.join(slots)}")
-        where = f"loss.{slot}"
         try:
-            terms = losses.parse_spec(spec, where)
+            losses.check_slot_spec(spec, slots[slot], f"loss.{slot}")
         except losses.LossConfigError as err:
             raise ConfigError(str(err)) from None
-        families = slots[slot]
-        for i, term in enumerate(terms):
-            try:
-                entry = check_params(term.name, term.params)
-            except losses.LossConfigError as err:
-                raise ConfigError(f"{where if len(terms) == 1 else f'{where}[{i}]'}: {err}") from None
-            if entry.family not in families:
-                fitting = [n for fam in families for n in losses.available(family=fam)]
-                raise ConfigError(
-                    f"{where}: {term.name!r} is a{'n' if entry.family[0] in 'aeiou' else ''} {entry.family} loss; "
-                    f"{slot} slots take {'/'.join(families)} losses: {', '.join(fitting)}"
-                )

@@ -2,8 +2,9 @@
 
 Only the heads' ``compute_loss`` is replaced; anchors, matching (FCOS centre sampling and
 scale ranges, RetinaNet's IoU matcher), box coding and post-processing are torchvision's.
-Each override is torchvision's own code with its loss calls swapped for ``slot_terms(slot,
-pred, target)``, and the same normalisation:
+Each override is torchvision's own code, but instead of calling its losses it returns what
+each slot is to be evaluated on (:class:`SlotInputs`), and the task evaluates the slots, with
+torchvision's normalisation:
 
 - FCOS: every slot summed over the batch and divided by ``max(1, #foreground anchors)``;
 - RetinaNet: per image, summed and divided by that image's ``max(1, #foreground)``, then
@@ -21,9 +22,9 @@ torchvision's detection recipes).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torchvision
@@ -40,38 +41,25 @@ ARCHS = ("fcos", "retinanet")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small")
 BOX_FAMILIES = ("overlap", "regression")
 
-#: ``slot_terms(slot, pred, target, normalizer) -> (total, {term: value})``: summed values / normalizer.
-SlotTerms = Callable[[str, Tensor, Tensor, float], tuple[Tensor, dict[str, Tensor]]]
+class SlotInputs(NamedTuple):
+    """What one loss slot is evaluated on in a training step.
 
+    One call (FCOS: the whole batch) or one per image (RetinaNet); each call's terms are divided
+    by its normaliser (the foreground count) and the summed result multiplied by ``scale``.
+    """
 
-class _Accumulator:
-    """Adds ``(total, terms)`` results per slot; yields the flat dict the detector returns."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Tensor] = {}
-
-    def add(self, slot: str, result: tuple[Tensor, dict[str, Tensor]]) -> None:
-        total, terms = result
-        self.values[slot] = self.values.get(slot, 0.0) + total
-        if len(terms) > 1:
-            for name, value in terms.items():
-                key = f"{slot}/{name}"
-                self.values[key] = self.values.get(key, 0.0) + value
-
-    def scaled(self, factor: float) -> dict[str, Tensor]:
-        return {k: v * factor for k, v in self.values.items()}
+    calls: list[tuple[Tensor, Tensor]]
+    normalizers: list[float]
+    scale: float = 1.0
 
 
 class RegistryFCOSHead(FCOSHead):
-    """``FCOSHead`` whose cls / box / centerness losses are registry slots (see module docstring)."""
+    """``FCOSHead`` whose ``compute_loss`` returns the inputs of the cls / box / centerness slots."""
 
-    slot_terms: SlotTerms | None = None
     box_family: str = "overlap"
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
-        if self.slot_terms is None:  # not attached to a task: plain torchvision behaviour
-            return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, SlotInputs]:
         cls_logits = head_outputs["cls_logits"]  # [N, HWA, C]
         bbox_regression = head_outputs["bbox_regression"]  # [N, HWA, 4]
         bbox_ctrness = head_outputs["bbox_ctrness"]  # [N, HWA, 1]
@@ -92,23 +80,20 @@ class RegistryFCOSHead(FCOSHead):
 
         foreground = all_gt_classes_targets >= 0
         normaliser = max(1, foreground.sum().item())
-        out = _Accumulator()
 
         # classification: sigmoid per class over one-hot targets, all anchors
         gt_classes_targets = torch.zeros_like(cls_logits)
         gt_classes_targets[foreground, all_gt_classes_targets[foreground]] = 1.0
         num_classes = cls_logits.shape[-1]
-        out.add("cls", self.slot_terms("cls", cls_logits.reshape(-1, num_classes),
-                                       gt_classes_targets.reshape(-1, num_classes), normaliser))
+        cls = (cls_logits.reshape(-1, num_classes), gt_classes_targets.reshape(-1, num_classes))
 
         # box regression on foreground anchors: decoded boxes (overlap) or encoded deltas (regression)
         bbox_reg_targets = self.box_coder.encode(anchors, all_gt_boxes_targets)
         if self.box_family == "overlap":
             pred_boxes = self.box_coder.decode(bbox_regression, anchors)
-            box_inputs = (pred_boxes[foreground], all_gt_boxes_targets[foreground])
+            box = (pred_boxes[foreground], all_gt_boxes_targets[foreground])
         else:
-            box_inputs = (bbox_regression[foreground], bbox_reg_targets[foreground])
-        out.add("box", self.slot_terms("box", *box_inputs, normaliser))
+            box = (bbox_regression[foreground], bbox_reg_targets[foreground])
 
         # centerness of the regression targets, on foreground anchors
         if len(bbox_reg_targets) == 0:
@@ -121,24 +106,22 @@ class RegistryFCOSHead(FCOSHead):
                 * (top_bottom.min(dim=-1)[0] / top_bottom.max(dim=-1)[0])
             )
         pred_centerness = bbox_ctrness.squeeze(dim=2)
-        out.add("centerness", self.slot_terms("centerness", pred_centerness[foreground].unsqueeze(1),
-                                              gt_ctrness_targets[foreground].unsqueeze(1), normaliser))
-        return out.scaled(1.0)
+        centerness = (pred_centerness[foreground].unsqueeze(1), gt_ctrness_targets[foreground].unsqueeze(1))
+        return {slot: SlotInputs([inputs], [normaliser])
+                for slot, inputs in (("cls", cls), ("box", box), ("centerness", centerness))}
 
 
 class RegistryRetinaNetHead(RetinaNetHead):
-    """``RetinaNetHead`` whose cls / box losses are registry slots (see module docstring)."""
+    """``RetinaNetHead`` whose ``compute_loss`` returns the inputs of the cls / box slots, one call per image."""
 
-    slot_terms: SlotTerms | None = None
     box_family: str = "overlap"
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
-        if self.slot_terms is None:
-            return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, SlotInputs]:
         box_coder = self.regression_head.box_coder
         ignore = self.classification_head.BETWEEN_THRESHOLDS
-        out = _Accumulator()
+        scale = 1.0 / max(1, len(targets))
+        cls, box = SlotInputs([], [], scale), SlotInputs([], [], scale)
         for targets_per_image, cls_logits_per_image, bbox_regression_per_image, anchors_per_image, matched in zip(
             targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs
         ):
@@ -150,18 +133,19 @@ class RegistryRetinaNetHead(RetinaNetHead):
             gt_classes_target = torch.zeros_like(cls_logits_per_image)
             gt_classes_target[foreground, targets_per_image["labels"][matched[foreground]]] = 1.0
             valid = matched != ignore
-            out.add("cls", self.slot_terms("cls", cls_logits_per_image[valid], gt_classes_target[valid], normaliser))
+            cls.calls.append((cls_logits_per_image[valid], gt_classes_target[valid]))
+            cls.normalizers.append(normaliser)
 
             # box regression on foreground anchors
             matched_gt_boxes = targets_per_image["boxes"][matched[foreground_idxs]]
             regression = bbox_regression_per_image[foreground_idxs, :]
             anchors_fg = anchors_per_image[foreground_idxs, :]
             if self.box_family == "overlap":
-                box_inputs = (box_coder.decode_single(regression, anchors_fg), matched_gt_boxes)
+                box.calls.append((box_coder.decode_single(regression, anchors_fg), matched_gt_boxes))
             else:
-                box_inputs = (regression, box_coder.encode_single(matched_gt_boxes, anchors_fg))
-            out.add("box", self.slot_terms("box", *box_inputs, normaliser))
-        return out.scaled(1.0 / max(1, len(targets)))
+                box.calls.append((regression, box_coder.encode_single(matched_gt_boxes, anchors_fg)))
+            box.normalizers.append(normaliser)
+        return {"cls": cls, "box": box}
 
 
 # --------------------------------------------------------------------------- backbones
@@ -244,12 +228,14 @@ def build_detector(
     score_thresh: float = 0.05,
     nms_thresh: float = 0.6,
     detections_per_img: int = 100,
+    box_family: str = "overlap",
 ) -> FCOS | RetinaNet:
     """An FCOS or RetinaNet with a registry head; anchors follow the backbone's strides.
 
     FCOS: one anchor per location of size = stride (torchvision's 8..128 for ResNets).
     RetinaNet: 3 scales x 3 aspect ratios, base size 4 x stride (torchvision's 32..512), GroupNorm
-    in the head (as RetinaNet v2: trains from scratch).
+    in the head (as RetinaNet v2: trains from scratch). ``box_family`` says what the box slot is
+    evaluated on: decoded boxes (``overlap``) or encoded deltas (``regression``).
     """
     if arch not in ARCHS:
         raise ValueError(f"model.arch: {arch!r} is not one of {ARCHS}")
@@ -264,9 +250,11 @@ def build_detector(
     if arch == "fcos":
         anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
         head = RegistryFCOSHead(fpn_channels, 1, num_classes)
+        head.box_family = box_family
         return FCOS(body, num_classes, anchor_generator=anchors, head=head, **common)
     sizes = tuple((4 * s, int(4 * s * 2 ** (1 / 3)), int(4 * s * 2 ** (2 / 3))) for s in strides)
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(strides))
     head = RegistryRetinaNetHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes,
                                  norm_layer=partial(nn.GroupNorm, 32))
+    head.box_family = box_family
     return RetinaNet(body, num_classes, anchor_generator=anchors, head=head, **common)

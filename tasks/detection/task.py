@@ -1,15 +1,16 @@
 """One-stage object detection (FCOS, RetinaNet) with registry ``cls`` / ``box`` / ``centerness`` slots.
 
-The training step is torchvision's: the detector assigns anchors to ground truth and its head
-(see :mod:`tasks.detection.model`) evaluates the slots on the matched pairs, normalised by the
-number of foreground anchors exactly as torchvision does. Every slot loss runs with
-``reduction="sum"`` for that reason (set for you; another reduction is an error). Validation
+The training step is torchvision's: the detector assigns anchors to ground truth, its head
+(see :mod:`tasks.detection.model`) returns the matched pairs of each slot, and the task
+evaluates the slots on them, normalised by the number of foreground anchors exactly as
+torchvision does. Every slot loss runs with ``reduction="sum"`` for that reason (the slots fix
+it; another reduction is an error). Validation
 reports COCO mAP, mAP@0.5 and mAP@0.75 (``MeanAveragePrecision``, pycocotools backend) and
 draws ``predictions/epoch_XXX.png`` (ground truth green, predictions red) under the run folder.
 
-With ``balance: uncertainty`` the learnable weights act on the normalised terms (the head passes
-the foreground count as ``Composite.forward_terms(..., normalizer=)``), so the ``log sigma^2``
-regulariser is not scaled by the count.
+With ``balance: uncertainty`` the learnable weights act on the normalised terms (the task passes
+the foreground count as the slot's ``normalizer``), so the ``log sigma^2`` regulariser is not
+scaled by the count.
 
 ``num_classes`` comes from the config; at ``setup`` it is checked against the datamodule's
 categories, so a mismatch fails before the first step with both numbers in the message.
@@ -30,15 +31,24 @@ import losses
 from tasks.base import LossTask
 from tasks.detection.model import ARCHS, BOX_FAMILIES, build_detector
 from tasks.detection.plot import save_predictions
+from tasks.guard import SlotResult
 
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
+_SUMMED = "detection heads sum each loss and divide by the number of foreground anchors, as torchvision does"
 
 
 class DetectionTask(LossTask):
     """FCOS / RetinaNet whose head losses come from the loss registry."""
 
-    LOSS_SLOTS = {"cls": ("classification",), "box": ("overlap", "regression"), "centerness": ("classification",)}
-    DEFAULT_LOSSES = {"cls": "focal", "box": "giou", "centerness": "bce"}
+    LOSS_SLOTS = {
+        "cls": losses.Slot(("classification",), default="focal", fixed={"reduction": "sum", "mode": "multilabel"},
+                           inputs=("logits", "target"), doc=f"sigmoid logits (M, C), one-hot targets; {_SUMMED}"),
+        "box": losses.Slot(("overlap", "regression"), default="giou", inject=("image_size",),
+                           fixed={"reduction": "sum"}, inputs=("pred", "target"),
+                           doc=f"decoded boxes (M, 4) xyxy (overlap) or deltas (regression); {_SUMMED}"),
+        "centerness": losses.Slot(("classification",), default="bce", fixed={"reduction": "sum", "mode": "binary"},
+                                  inputs=("logits", "target"), doc=f"logits (M, 1), soft targets (M, 1); {_SUMMED}"),
+    }
     MONITOR = "val/map_50"
     MONITOR_MODE = "max"
 
@@ -63,7 +73,8 @@ class DetectionTask(LossTask):
     ) -> None:
         if arch not in ARCHS:
             raise ValueError(f"model.arch: {arch!r} is not one of {ARCHS}")
-        self.input_size = (float(min_size), float(max_size))
+        #: injected into box losses that normalise by the image (``mpdiou``): exact for square inputs
+        self.image_size = (float(min_size), float(max_size))
         loss = dict(loss or {})
         if arch == "retinanet":  # no centerness branch: drop the slot so no unused loss (or weight) exists
             if loss.pop("centerness", None) is not None:
@@ -71,43 +82,23 @@ class DetectionTask(LossTask):
             loss["centerness"] = None
         super().__init__(loss=loss, optim=optim)
         self.save_hyperparameters(ignore=["loss", "optim"])
-        self._check_reductions()
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else None
         self.plot_every_n_epochs = plot_every_n_epochs
         self.plot_score_thresh = plot_score_thresh
         self.model = build_detector(arch, backbone, num_classes, min_size, max_size, fpn_channels, weights_path,
-                                    trainable_layers, score_thresh, nms_thresh, detections_per_img)
-        self.model.head.slot_terms = self.slot_terms
-        self.model.head.box_family = self._box_family(loss.get("box", self.DEFAULT_LOSSES["box"]))
+                                    trainable_layers, score_thresh, nms_thresh, detections_per_img,
+                                    box_family=self._box_family(self.loss_slots["box"]))
         self._check_box_slot()
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
 
     # ------------------------------------------------------------------ losses
 
-    def loss_defaults(self, slot: str) -> dict[str, Any]:
-        """Sigmoid heads: ``multilabel`` cls over one-hot targets, ``binary`` centerness; always summed.
-
-        Box losses that normalise by the image (``mpdiou``'s ``image_size``) get the detector's input
-        size ``(min_size, max_size)`` (exact for square inputs, an upper bound otherwise).
-        """
-        if slot == "box":
-            return {"reduction": "sum", "image_size": self.input_size}
-        return {"mode": "multilabel" if slot == "cls" else "binary", "reduction": "sum"}
-
-    def _check_reductions(self) -> None:
-        for slot, composite in self.loss_slots.items():
-            for name, term in zip(composite.names, composite.terms):
-                if getattr(term, "reduction", "sum") != "sum":
-                    raise losses.LossConfigError(
-                        f"loss.{slot}: {name!r} has reduction={term.reduction!r}; detection heads sum each loss and "
-                        "normalise by the number of foreground anchors (as torchvision does), so leave reduction unset")
-
     @staticmethod
-    def _box_family(spec: Any) -> str:
+    def _box_family(slot: losses.Composite) -> str:
         """``overlap`` (decoded boxes) or ``regression`` (encoded deltas); mixing them in one slot is an error."""
-        families = {losses.get(term.name).family for term in losses.parse_spec(spec, "loss.box")}
+        families = {losses.get(name).family for name in slot.loss_names}
         if len(families) != 1 or not families <= set(BOX_FAMILIES):
             raise losses.LossConfigError(
                 f"loss.box: terms must all be overlap losses (decoded boxes) or all regression losses (box deltas); "
@@ -122,21 +113,6 @@ class DetectionTask(LossTask):
                 self.loss_slots["box"](boxes, boxes.flip(0))
         except (losses.LossInputError, ValueError, RuntimeError) as err:
             raise losses.LossConfigError(f"loss.box: does not accept (N, 4) boxes / deltas: {err}") from None
-
-    def slot_terms(
-        self, slot: str, pred: Tensor, target: Tensor, normalizer: float = 1.0
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Evaluate one slot (summed, divided by ``normalizer``); what the detector head calls."""
-        return self.loss_slots[slot].forward_terms(pred, target, normalizer=normalizer)
-
-    def _log_losses(self, values: dict[str, Tensor], stage: str, batch_size: int) -> Tensor:
-        """Log ``<stage>/loss/<slot>`` (and ``.../<slot>/<term>`` for composites) and return the total."""
-        self.log_losses(values, stage, batch_size)
-        on_step = stage == "train"
-        total = sum(v for k, v in values.items() if "/" not in k)
-        self.log(f"{stage}/loss", total.detach(), on_step=on_step, on_epoch=True, sync_dist=not on_step,
-                 prog_bar=True, batch_size=batch_size)
-        return total
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -153,10 +129,21 @@ class DetectionTask(LossTask):
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def slot_results(self, images: list[Tensor], targets: list[dict[str, Tensor]]) -> list[SlotResult]:
+        """Evaluate every slot on the pairs the head matched (a training-mode forward), normalised as torchvision."""
+        slot_inputs = self.model(images, targets)
+        return [
+            SlotResult.sum(
+                (self.evaluate(slot, *args, normalizer=n) for args, n in zip(inputs.calls, inputs.normalizers)),
+                inputs.scale,
+            )
+            for slot, inputs in slot_inputs.items()
+        ]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         images, targets = batch
-        values = self.model(images, [_training_target(t) for t in targets])
-        return self._log_losses(values, "train", len(images))
+        results = self.slot_results(images, [_training_target(t) for t in targets])
+        return self.finish_losses(results, "train", len(images))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val", self.val_map)

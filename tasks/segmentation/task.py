@@ -25,6 +25,7 @@ from torchmetrics.classification import (
     MultilabelJaccardIndex,
 )
 
+import losses
 from tasks.base import LossTask
 from tasks.sampling import SampleKey
 from tasks.segmentation.model import build_model
@@ -51,8 +52,15 @@ class MaskWriter(BasePredictionWriter):
 class SegmentationTask(LossTask):
     """Per-pixel classification with any region/classification/compound loss."""
 
-    LOSS_SLOTS = {"seg": ("region", "classification", "compound")}
-    DEFAULT_LOSSES = {"seg": "dice + ce"}
+    LOSS_SLOTS = {
+        "seg": losses.Slot(
+            ("region", "classification", "compound"),
+            default="dice + ce",
+            inject=("mode", "ignore_index"),
+            inputs=("logits", "target"),
+            doc="called with logits (N, C, H, W) and the target of model.mode",
+        )
+    }
     MONITOR = "val/miou"
     MONITOR_MODE = "max"
 
@@ -86,9 +94,6 @@ class SegmentationTask(LossTask):
         self.overlay_every_n_epochs = overlay_every_n_epochs
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
-
-    def loss_defaults(self, slot: str) -> dict[str, Any]:
-        return {"mode": self.mode, "ignore_index": self.ignore_index}
 
     def _metrics(self, prefix: str) -> MetricCollection:
         if self.mode == "multilabel":
