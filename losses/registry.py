@@ -10,8 +10,9 @@
 A loss is registered with :func:`register`; its docstring is the single source of what
 :func:`info` reports: the one-line summary, the ``Formula:`` and ``Reference:`` sections, the
 description of each constructor parameter (Google-style ``Args:``, the defaults come from the
-signature) and the inputs and output (``Shape:``, one ``- name: shape`` line each; a loss without
-one is described by its family's :data:`FAMILY_CALLS`).
+signature), the inputs and output (``Shape:``, one ``- name: shape`` line each; a loss without
+one is described by its family's :data:`FAMILY_CALLS`) and, for a loss ``torch.compile`` cannot
+trace in one graph, the reason (a line ``Compile: ...``).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class LossInfo:
     ``parameters`` maps each constructor parameter to its default (``inspect.Parameter.empty`` if
     required) and ``args`` to its ``Args:`` description; ``shape`` maps each input and ``output`` to
     its ``Shape:`` line; ``call`` is those lines joined (without them: a legacy ``Call:`` section, else
-    the family's :data:`FAMILY_CALLS`).
+    the family's :data:`FAMILY_CALLS`); ``compile`` is the ``Compile:`` line of a loss that does not
+    compile to one graph.
     """
 
     name: str
@@ -112,6 +114,7 @@ class LossInfo:
     tasks: tuple[str, ...] = field(default=())
     args: dict[str, str] = field(default_factory=dict)
     shape: dict[str, str] = field(default_factory=dict)
+    compile: str = ""
 
     def __str__(self) -> str:
         lines = [f"{self.name}  [{self.family}]  {self.summary}"]
@@ -124,6 +127,8 @@ class LossInfo:
             lines.append("  formula:   " + self.formula.replace("\n", "\n             "))
         if self.reference:
             lines.append("  reference: " + self.reference.replace("\n", "\n             "))
+        if self.compile:
+            lines.append(f"  compile:   {self.compile}")
         return "\n".join(lines)
 
 
@@ -210,6 +215,7 @@ def info(name: str) -> LossInfo:
         tasks=entry.tasks,
         args=_parse_items(sections.get("args", "")),
         shape=shape,
+        compile=sections.get("compile", ""),
     )
 
 
@@ -251,6 +257,7 @@ def check_params(name: str, params: Mapping[str, Any] | None) -> LossEntry:
 
 
 _SECTION = re.compile(r"^(Formula|References?|Shapes?|Call|Examples?|Args)\s*:\s*$")
+_COMPILE = re.compile(r"^Compile:\s*(.+)$")
 _ITEM = re.compile(r"^(?:- )?\**(\w+)(?: \([^)]*\))?\s*:\s*(.*)$")
 
 
@@ -258,6 +265,7 @@ def _parse_docstring(doc: str) -> dict[str, str]:
     """Split a docstring into ``summary`` and its sections: formula, reference, args, shape, call, example.
 
     ``Call:`` is the older free-text form of ``Shape:``; :func:`info` uses it only when there is no ``Shape:``.
+    A one-line ``Compile: reason`` (anywhere outside the sections) is returned as ``compile``.
     """
     lines = doc.splitlines()
     sections: dict[str, list[str]] = {}
@@ -265,7 +273,10 @@ def _parse_docstring(doc: str) -> dict[str, str]:
     sections["summary"] = [lines[0].strip()] if lines else [""]
     for line in lines[1:]:
         match = _SECTION.match(line)
-        if match:
+        note = _COMPILE.match(line)
+        if note:
+            sections["compile"] = [note.group(1)]
+        elif match:
             current = match.group(1).lower()
             current = current if current == "args" else current.rstrip("s")
             sections[current] = []

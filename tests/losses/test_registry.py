@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import losses
-from losses.registry import _ALIASES, _REGISTRY
+from losses.registry import _ALIASES, _REGISTRY, FAMILY_CALLS
 
 
 @pytest.fixture
@@ -17,6 +17,18 @@ def toy_losses():
     @losses.register("toy_abs", family="regression", aliases=("toy_l1",))
     class ToyAbs(nn.Module):
         """Mean absolute difference (test helper).
+
+        Compile: the test helper never is.
+
+        Args:
+            scale: factor on the loss; a description long enough to be wrapped onto a second line of the
+                card, which indents it under the first.
+            reduction: "mean" | "sum" | "none".
+
+        Shape:
+            - pred: (*).
+            - target: the shape of ``pred``.
+            - output: scalar.
 
         Formula:
             L = mean |p - t|
@@ -74,7 +86,28 @@ def test_info_reports_docstring_sections_and_signature(toy_losses):
     assert card.formula == "L = mean |p - t|"
     assert card.reference == "Textbook."
     assert card.parameters == {"scale": 1.0, "reduction": "mean"}
-    assert "toy_l1" in str(card) and "scale=1.0" in str(card)
+    assert card.args["scale"].startswith("factor on the loss; a description") and card.args["scale"].endswith("first.")
+    assert card.shape == {"pred": "(*).", "target": "the shape of ``pred``.", "output": "scalar."}
+    assert card.call == "pred: (*).; target: the shape of ``pred``.; output: scalar."
+    assert card.compile == "the test helper never is."
+
+
+def test_card_lists_defaults_with_descriptions_and_shapes(toy_losses):
+    lines = str(losses.info("toy_abs")).splitlines()
+    assert lines[:2] == ["toy_abs  [regression]  Mean absolute difference (test helper).", "  aliases:   toy_l1"]
+    scale = next(i for i, line in enumerate(lines) if "scale=1.0" in line)
+    assert lines[scale].startswith("  params:    scale=1.0         factor on the loss;")
+    assert lines[scale + 1].startswith(" " * 31) and lines[scale + 1].strip().endswith("first.")  # wrapped
+    assert "             reduction='mean'  \"mean\" | \"sum\" | \"none\"." in lines
+    assert lines[lines.index("  shape:     pred    (*).") + 2] == "             output  scalar."
+    assert "  compile:   the test helper never is." in lines
+
+
+def test_card_without_args_and_shape_falls_back_to_the_family_call(toy_losses):
+    card = losses.info("toy_sq")
+    assert card.args == {} and card.shape == {} and card.compile == ""
+    assert card.call == FAMILY_CALLS["regression"]
+    assert "  params:    power" in str(card) and f"  call:      {FAMILY_CALLS['regression']}" in str(card)
 
 
 def test_unknown_name_suggests_nearest(toy_losses):
