@@ -5,7 +5,15 @@
 >>> losses.available(family="overlap")  # doctest: +SKIP
 """
 
-from losses import classification, compound, margin, overlap, region, regression  # noqa: F401  (populate registry)
+from losses import (  # noqa: F401  (populate registry)
+    classification,
+    compound,
+    generative,
+    margin,
+    overlap,
+    region,
+    regression,
+)
 from losses._utils import LossInputError
 from losses.compose import Composite, Schedule, build, parse_spec
 from losses.registry import FAMILIES, LossConfigError, available, get, info, register
