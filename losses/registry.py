@@ -12,7 +12,7 @@ A loss is registered with :func:`register`; its docstring is the single source o
 description of each constructor parameter (Google-style ``Args:``, the defaults come from the
 signature), the inputs and output (``Shape:``, one ``- name: shape`` line each; a loss without
 one is described by its family's :data:`FAMILY_CALLS`) and, for a loss ``torch.compile`` cannot
-trace in one graph, the reason (a line ``Compile: ...``).
+trace in one graph, the reason (a paragraph starting ``Compile: ...``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class LossInfo:
     ``parameters`` maps each constructor parameter to its default (``inspect.Parameter.empty`` if
     required) and ``args`` to its ``Args:`` description; ``shape`` maps each input and ``output`` to
     its ``Shape:`` line; ``call`` is those lines joined (without them: a legacy ``Call:`` section, else
-    the family's :data:`FAMILY_CALLS`); ``compile`` is the ``Compile:`` line of a loss that does not
+    the family's :data:`FAMILY_CALLS`); ``compile`` is the ``Compile:`` note of a loss that does not
     compile to one graph.
     """
 
@@ -128,7 +128,7 @@ class LossInfo:
         if self.reference:
             lines.append("  reference: " + self.reference.replace("\n", "\n             "))
         if self.compile:
-            lines.append(f"  compile:   {self.compile}")
+            lines += textwrap.wrap(self.compile, 120, initial_indent="  compile:   ", subsequent_indent=" " * 13)
         return "\n".join(lines)
 
 
@@ -215,7 +215,7 @@ def info(name: str) -> LossInfo:
         tasks=entry.tasks,
         args=_parse_items(sections.get("args", "")),
         shape=shape,
-        compile=sections.get("compile", ""),
+        compile=" ".join(sections.get("compile", "").split()),
     )
 
 
@@ -256,8 +256,7 @@ def check_params(name: str, params: Mapping[str, Any] | None) -> LossEntry:
     return entry
 
 
-_SECTION = re.compile(r"^(Formula|References?|Shapes?|Call|Examples?|Args)\s*:\s*$")
-_COMPILE = re.compile(r"^Compile:\s*(.+)$")
+_SECTION = re.compile(r"^(?:(Formula|References?|Shapes?|Call|Examples?|Args)\s*:\s*|(Compile):\s*(.+))$")
 _ITEM = re.compile(r"^(?:- )?\**(\w+)(?: \([^)]*\))?\s*:\s*(.*)$")
 
 
@@ -265,7 +264,7 @@ def _parse_docstring(doc: str) -> dict[str, str]:
     """Split a docstring into ``summary`` and its sections: formula, reference, args, shape, call, example.
 
     ``Call:`` is the older free-text form of ``Shape:``; :func:`info` uses it only when there is no ``Shape:``.
-    A one-line ``Compile: reason`` (anywhere outside the sections) is returned as ``compile``.
+    ``Compile:`` is the one section whose text starts on its header line (``Compile: reason ...``).
     """
     lines = doc.splitlines()
     sections: dict[str, list[str]] = {}
@@ -273,13 +272,10 @@ def _parse_docstring(doc: str) -> dict[str, str]:
     sections["summary"] = [lines[0].strip()] if lines else [""]
     for line in lines[1:]:
         match = _SECTION.match(line)
-        note = _COMPILE.match(line)
-        if note:
-            sections["compile"] = [note.group(1)]
-        elif match:
-            current = match.group(1).lower()
+        if match:
+            current = (match.group(1) or match.group(2)).lower()
             current = current if current == "args" else current.rstrip("s")
-            sections[current] = []
+            sections[current] = [match.group(3)] if match.group(3) else []
         else:
             sections.setdefault(current, []).append(line)
     return {k: inspect.cleandoc("\n".join(v)).strip() for k, v in sections.items() if k != "body"}

@@ -18,7 +18,8 @@ def toy_losses():
     class ToyAbs(nn.Module):
         """Mean absolute difference (test helper).
 
-        Compile: the test helper never is.
+        Compile: the test helper never is,
+        as these two lines say.
 
         Args:
             scale: factor on the loss; a description long enough to be wrapped onto a second line of the
@@ -89,7 +90,7 @@ def test_info_reports_docstring_sections_and_signature(toy_losses):
     assert card.args["scale"].startswith("factor on the loss; a description") and card.args["scale"].endswith("first.")
     assert card.shape == {"pred": "(*).", "target": "the shape of ``pred``.", "output": "scalar."}
     assert card.call == "pred: (*).; target: the shape of ``pred``.; output: scalar."
-    assert card.compile == "the test helper never is."
+    assert card.compile == "the test helper never is, as these two lines say."
 
 
 def test_card_lists_defaults_with_descriptions_and_shapes(toy_losses):
@@ -100,7 +101,7 @@ def test_card_lists_defaults_with_descriptions_and_shapes(toy_losses):
     assert lines[scale + 1].startswith(" " * 31) and lines[scale + 1].strip().endswith("first.")  # wrapped
     assert "             reduction='mean'  \"mean\" | \"sum\" | \"none\"." in lines
     assert lines[lines.index("  shape:     pred    (*).") + 2] == "             output  scalar."
-    assert "  compile:   the test helper never is." in lines
+    assert "  compile:   the test helper never is, as these two lines say." in lines
 
 
 def test_card_without_args_and_shape_falls_back_to_the_family_call(toy_losses):
