@@ -154,12 +154,12 @@ def _losses(args: argparse.Namespace) -> int:
         print(losses.info(args.name))
         return 0
     families = [args.family] if args.family else list(losses.FAMILIES)
-    table = Table(title="loss catalogue  (python train.py losses NAME for formula and reference)")
+    table = Table(title="loss catalogue  (python train.py losses NAME: its card)")
     for column in ("family", "name", "summary"):
         table.add_column(column)
     for family in families:
         for name in losses.available(family=family, task=args.task):
-            table.add_row(family, name, losses.info(name).summary)
+            table.add_row(family, name, losses.get(name).summary)
     console.print(table)
     return 0
 
