@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 import losses
 from tasks.guard import POLICIES
 from tasks.optim import parse_optim
-from trainer.callbacks import LossCurvePlot, ResumeDataPosition, RunProgressBar
+from trainer.callbacks import LossCurvePlot, ResumeDataPosition, RunProgressBar, StepSeed
 from trainer.config import (
     RUN_DEFAULTS,
     TOP_LEVEL_KEYS,
@@ -125,15 +125,12 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     task.on_nonfinite = run["on_nonfinite"]
     monitor = run["monitor"] or task.MONITOR
     mode = run["mode"] or task.MONITOR_MODE
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best-{epoch:03d}",
-        monitor=monitor,
-        mode=mode,
-        save_last=True,
-        every_n_train_steps=run["checkpoint_every_n_steps"],
-    )
-    callbacks: list[L.Callback] = [checkpoint, ResumeDataPosition(), LearningRateMonitor()]
+    # best-*.ckpt by the monitor; last.ckpt without one, so it is written even before the first
+    # validation (Lightning defers a monitored checkpoint until its metric exists)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor, mode=mode)
+    every = run["checkpoint_every_n_steps"]
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_train_steps=every)
+    callbacks: list[L.Callback] = [best, last, StepSeed(config["seed"]), ResumeDataPosition(), LearningRateMonitor()]
     if config["trainer"].get("enable_progress_bar", True):
         callbacks.append(RunProgressBar(run_dir.name))
     if run["plot"]:

@@ -1,4 +1,4 @@
-"""Callbacks the framework adds to every run: mid-epoch resume position, progress bar, loss-curve plots."""
+"""Callbacks the framework adds to every run: per-step seeds, mid-epoch resume position, progress bar, plots."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -32,6 +33,21 @@ class ResumeDataPosition(L.Callback):
         sampler = getattr(loader, "sampler", None)
         if isinstance(sampler, SeededSampler) and loader.batch_size:
             sampler.skip(done * loader.batch_size)
+
+
+class StepSeed(L.Callback):
+    """Seed torch's RNGs from ``(seed, global step)`` before every training batch.
+
+    Random draws inside a step (dropout, a GAN's noise, a gradient penalty's interpolation
+    points) then depend only on the step, so a resumed run draws exactly what an uninterrupted
+    one would have (fairseq seeds every update the same way).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, index: int) -> None:
+        torch.manual_seed((self.seed * 1_000_003 + trainer.global_step) % 2**63)
 
 
 class RunProgressBar(RichProgressBar):

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 import losses
+from tasks.guard import NonFiniteLossError
 from trainer.build import build, run_base, run_directory, validate
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
@@ -38,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except losses.LossInputError as err:  # tensors that do not fit the loss: usually model/mode vs loss settings
         err_console.print(f"[bold red]loss input error:[/] {err}", highlight=False)
         err_console.print("check model.mode / num_classes against the loss; LOSSLAB_DEBUG=1 shows the traceback")
+        if os.environ.get("LOSSLAB_DEBUG"):
+            raise
+        return 1
+    except NonFiniteLossError as err:  # run.on_nonfinite=stop: the last checkpoint is the last good step
+        err_console.print(f"[bold red]stopped:[/] {err}", highlight=False)
+        err_console.print("resume with `python train.py fit --resume <run dir>` after fixing the cause")
         if os.environ.get("LOSSLAB_DEBUG"):
             raise
         return 1
