@@ -8,6 +8,7 @@
 from losses import (  # noqa: F401  (populate registry)
     classification,
     compound,
+    forecasting,
     generative,
     margin,
     overlap,
