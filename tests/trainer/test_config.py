@@ -68,11 +68,21 @@ def test_shapes_recipe_is_valid():
         (["loss.seg=giou"], r"loss\.seg: 'giou' is an overlap loss; seg slots take region/classification/compound"),
         (["loss.box=giou"], r"loss\.box: this task has no such loss slot"),
         (["loss.balance=learned"], r"loss\.balance"),
+        (["optim.name=adamw", "optim.momentum=0.9"], r"optim\.momentum: not an argument of AdamW"),
+        (["optim.groups.bias.lr_mult=2"], r"optim\.groups: unknown group"),
+        (["loss.seg=[{name: dice, inputs: [mask]}]"], r"loss\.seg\.inputs: 'mask' not provided by the seg slot"),
+        (["loss.seg=[{name: dice, optim: {lr: 1}}]"], r"loss\.seg\[0\]\.optim: unknown key"),
+        (["run.on_nonfinite=ignore"], r"run\.on_nonfinite"),
     ],
 )
 def test_invalid_configs_name_the_path(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(load_config(SHAPES, overrides))
+
+
+def test_switching_optimiser_drops_a_null_momentum():
+    config = validate(load_config(SHAPES, ["optim.name=adamw", "optim.momentum=null"]))
+    assert config["optim"]["name"] == "adamw"
 
 
 def test_bad_override_syntax():
