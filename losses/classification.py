@@ -1,4 +1,4 @@
-"""Probabilistic classification losses: cross-entropy family, focal, GHM, class-balanced, poly-1, KL.
+"""Probabilistic classification losses: cross-entropy family, focal, GHM-C, class-balanced, poly-1, KL.
 
 Call convention shared by every loss here (like ``F.cross_entropy``, any extra dims)::
 
@@ -21,115 +21,75 @@ when any channel equals it.
 ``reduction="none"`` returns one value per position: ``(N, *)`` for multiclass, the
 element-wise ``(N, [C,] *)`` loss for the sigmoid modes (as torch and torchvision do).
 
-Fast paths: cross-entropy is ``F.cross_entropy`` (indices or probabilities, with its
-``weight``, ``ignore_index`` and ``label_smoothing``), the sigmoid losses are
-``F.binary_cross_entropy_with_logits``; index targets are never one-hot encoded except
-where a loss needs every class's sigmoid (``bce`` in multiclass mode).
+Each loss is a functional core (``cross_entropy``, ``focal_loss`` ...: ``fn(logits, target, *,
+<own parameters>, **options)``, where ``options`` are ``mode``, ``ignore_index`` and ``reduction``)
+and a thin registered module over it; the modules' ``Args:`` lines for those three options come
+from :data:`CLASSIFICATION` (see :mod:`losses._utils`).
+
+Fast paths: cross-entropy is ``F.cross_entropy`` (indices or probabilities, with its ``weight``
+and ``label_smoothing``), the sigmoid losses are ``F.binary_cross_entropy_with_logits``; focal
+loss is one fused autograd Function per form (softmax over class indices, element-wise sigmoid),
+each with an analytic backward; index targets are never one-hot encoded except where a loss needs
+every class's sigmoid (``bce`` in multiclass mode).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-from losses._utils import LossInputError, check_reduction, check_same_shape, float32_forward, one_hot, reduce
+from losses._ghm import GHMState, ghm_weights
+from losses._utils import (
+    BINARY_MODE,
+    IGNORE_INDEX,
+    MODE,
+    MULTICLASS_MODE,
+    REDUCTION,
+    LossInputError,
+    OptionModule,
+    OptionSet,
+    Prepared,
+    check_class_range,
+    check_mode,
+    float32_forward,
+    ignore_mask,
+    one_hot,
+    prepare,
+    reduce,
+    safe_pow,
+    safe_pow_grad,
+)
 from losses.registry import register
 
-BINARY_MODE = "binary"
-MULTICLASS_MODE = "multiclass"
-MULTILABEL_MODE = "multilabel"
-MODES = (BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE)
-
 __all__ = [
-    "MODES",
-    "Prepared",
-    "prepare",
+    "CLASSIFICATION",
     "cross_entropy",
     "binary_cross_entropy",
     "focal_loss",
     "softmax_focal_loss",
     "sigmoid_focal_loss",
+    "weighted_cross_entropy",
+    "balanced_cross_entropy",
+    "ghm_c_loss",
+    "class_balanced_loss",
+    "poly1_loss",
+    "kl_div_loss",
     "inverse_frequency_weights",
     "effective_number_weights",
-    "ghm_weights",
 ]
+
+CLASSIFICATION = OptionSet(MODE, IGNORE_INDEX, REDUCTION)
+
+Weights = float | Sequence[float] | Tensor | None
 
 
 # --------------------------------------------------------------------------- shared core
-
-
-class Prepared(NamedTuple):
-    """Canonical inputs: ``kind`` is ``"index"`` (multiclass indices), ``"prob"`` (multiclass
-    probabilities) or ``"dense"`` (sigmoid, target same shape as logits); ``mask`` is the
-    validity mask (``None`` without ``ignore_index``; for ``"index"`` the targets still hold
-    ``ignore_index`` and torch's own ``ignore_index`` is used)."""
-
-    logits: Tensor
-    target: Tensor
-    kind: str
-    mask: Tensor | None
-
-
-def _shape_error(name: str, mode: str, logits: Tensor, target: Tensor) -> LossInputError:
-    expected = {
-        BINARY_MODE: "logits (N, *) or (N, 1, *) and target of the same shape (or (N, *)) in [0, 1]",
-        MULTICLASS_MODE: "logits (N, C, *) and class-index target (N, *) (integer) or probabilities (N, C, *)",
-        MULTILABEL_MODE: "logits (N, C, *) and target (N, C, *) in [0, 1]",
-    }[mode]
-    return LossInputError(
-        f"{name}(logits, target) mode={mode!r}: expected {expected}; "
-        f"got logits {tuple(logits.shape)} {logits.dtype} and target {tuple(target.shape)} {target.dtype}"
-    )
-
-
-def check_mode(name: str, mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"{name}: mode must be one of {MODES}, got {mode!r}")
-    return mode
-
-
-def prepare(name: str, logits: Tensor, target: Tensor, mode: str, ignore_index: int | None) -> Prepared:
-    """Validate shapes for ``mode`` and return the canonical :class:`Prepared` inputs."""
-    check_mode(name, mode)
-    if target.dim() < 1 or logits.dim() < 1 or target.shape[0] != logits.shape[0]:
-        raise _shape_error(name, mode, logits, target)
-    if mode == MULTICLASS_MODE:
-        if logits.dim() < 2:
-            raise _shape_error(name, mode, logits, target)
-        if not target.is_floating_point():
-            if target.dim() == logits.dim() and target.shape[1] == 1 and logits.shape[1] != 1:
-                target = target.squeeze(1)
-            if target.shape != logits.shape[:1] + logits.shape[2:]:
-                raise _shape_error(name, mode, logits, target)
-            return Prepared(logits, target.long(), "index", None)
-        if target.shape != logits.shape:
-            raise _shape_error(name, mode, logits, target)
-        mask = None
-        if ignore_index is not None:
-            bad = (target == ignore_index).any(1, keepdim=True)
-            target = target.masked_fill(bad, 0.0)
-            mask = (~bad).to(logits.dtype)
-        return Prepared(logits, target.to(logits.dtype), "prob", mask)
-    if mode == BINARY_MODE:
-        if target.shape != logits.shape:
-            if logits.dim() >= 2 and logits.shape[1] == 1 and target.shape == logits.shape[:1] + logits.shape[2:]:
-                target = target.unsqueeze(1)
-            else:
-                raise _shape_error(name, mode, logits, target)
-    elif logits.dim() < 2 or target.shape != logits.shape:
-        raise _shape_error(name, mode, logits, target)
-    mask = None
-    if ignore_index is not None:
-        valid = target != ignore_index
-        target = torch.where(valid, target, torch.zeros_like(target))
-        mask = valid.to(logits.dtype)
-    return Prepared(logits, target.to(logits.dtype), "dense", mask)
 
 
 def _channel_view(values: Tensor, ref: Tensor) -> Tensor:
@@ -139,71 +99,42 @@ def _channel_view(values: Tensor, ref: Tensor) -> Tensor:
     return values.view(1, -1, *([1] * (ref.dim() - 2)))
 
 
-def _as_tensor(values: float | Sequence[float] | Tensor | None, ref: Tensor) -> Tensor | None:
+def _as_tensor(values: Weights, ref: Tensor) -> Tensor | None:
+    """``values`` as a tensor of ``ref``'s dtype and device (a buffer on that device costs no copy)."""
     if values is None:
         return None
     return torch.as_tensor(values, dtype=ref.dtype, device=ref.device)
 
 
-def _valid_index(target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor | None]:
-    """Safe class indices (ignored -> 0) and the validity mask (``None`` without ignore_index)."""
-    if ignore_index is None:
-        return target, None
-    valid = target != ignore_index
-    return target.masked_fill(~valid, 0), valid
+def _position_mean(total: Tensor, index: Tensor, mask: Tensor | None, weight: Tensor | None) -> Tensor:
+    """``total / sum of per-position weights (w_y, or 1) over valid positions``; 0 for an all-ignored batch."""
+    w = None if weight is None else weight[index]
+    if mask is not None:
+        w = mask if w is None else w * mask
+    if w is None:
+        return total / max(index.numel(), 1)
+    return total / w.sum().clamp_min(torch.finfo(total.dtype).eps)
 
 
-def _index_mean(total: Tensor, target: Tensor, ignore_index: int | None, weight: Tensor | None) -> Tensor:
-    """``sum / (sum of per-position weights over valid positions)``; 0 for an all-ignored batch."""
-    safe, valid = _valid_index(target, ignore_index)
-    if weight is None:
-        denom = torch.tensor(float(target.numel()), dtype=total.dtype, device=total.device) if valid is None else (
-            valid.sum().to(total.dtype)
-        )
-    else:
-        w = weight[safe]
-        denom = (w if valid is None else w * valid).sum()
-    return total / denom.clamp_min(torch.finfo(total.dtype).eps)
+def _cross_entropy(prep: Prepared, weight: Tensor | None, label_smoothing: float, reduction: str) -> Tensor:
+    """Cross-entropy of prepared inputs: torch's fused softmax CE, or sigmoid BCE for dense targets."""
+    if prep.kind == "dense":
+        return _bce(prep, weight, label_smoothing, reduction)
+    x, target, kind, mask = prep
+    ls = label_smoothing
+    if kind == "prob":
+        return reduce(F.cross_entropy(x, target, weight, reduction="none", label_smoothing=ls), reduction, mask)
+    if mask is None and (reduction != "mean" or target.numel()):
+        return F.cross_entropy(x, target, weight, reduction=reduction, label_smoothing=ls)
+    loss = F.cross_entropy(x, target, weight, reduction="none", label_smoothing=ls)
+    loss = loss if mask is None else loss * mask
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    return total if reduction == "sum" else _position_mean(total, target, mask, weight)
 
 
-def cross_entropy(
-    logits: Tensor,
-    target: Tensor,
-    mode: str = MULTICLASS_MODE,
-    class_weights: Tensor | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    reduction: str = "mean",
-    pos_weight: Tensor | None = None,
-    name: str = "cross_entropy",
-) -> Tensor:
-    """Softmax cross-entropy (multiclass) or sigmoid BCE (binary/multilabel); see the module docstring."""
-    prep = prepare(name, logits, target, mode, ignore_index)
-    if prep.kind == "index":
-        return _ce_index(prep.logits, prep.target, class_weights, ignore_index, label_smoothing, reduction)
-    if prep.kind == "prob":
-        ls = label_smoothing
-        loss = F.cross_entropy(prep.logits, prep.target, class_weights, reduction="none", label_smoothing=ls)
-        return reduce(loss, reduction, None if prep.mask is None else prep.mask.squeeze(1))
-    return _bce_dense(prep, class_weights, label_smoothing, reduction, pos_weight)
-
-
-def _ce_index(
-    logits: Tensor,
-    target: Tensor,
-    weight: Tensor | None,
-    ignore_index: int | None,
-    label_smoothing: float,
-    reduction: str,
-) -> Tensor:
-    ii, ls = (-100 if ignore_index is None else ignore_index), label_smoothing
-    if reduction != "mean":
-        return F.cross_entropy(logits, target, weight, ignore_index=ii, reduction=reduction, label_smoothing=ls)
-    total = F.cross_entropy(logits, target, weight, ignore_index=ii, reduction="sum", label_smoothing=ls)
-    return _index_mean(total, target, ignore_index, weight)
-
-
-def _bce_dense(
+def _bce(
     prep: Prepared,
     class_weights: Tensor | None,
     label_smoothing: float,
@@ -221,59 +152,13 @@ def _bce_dense(
     return reduce(loss, reduction, mask)
 
 
-def binary_cross_entropy(
-    logits: Tensor,
-    target: Tensor,
-    mode: str = BINARY_MODE,
-    class_weights: Tensor | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    reduction: str = "mean",
-    pos_weight: Tensor | None = None,
-    name: str = "bce",
-) -> Tensor:
-    """Sigmoid BCE in every mode; multiclass index targets are one-hot encoded (one-vs-rest)."""
-    check_mode(name, mode)
-    if mode == MULTICLASS_MODE:
-        prep = prepare(name, logits, target, mode, ignore_index)
-        if prep.kind == "index":
-            onehot, valid = one_hot(prep.target, logits.shape[1], ignore_index)
-            mask = None if ignore_index is None else torch.broadcast_to(valid, onehot.shape).to(logits.dtype)
-            prep = Prepared(logits, onehot.to(logits.dtype), "dense", mask)
-        else:
-            mask = None if prep.mask is None else prep.mask.expand_as(logits)
-            prep = Prepared(prep.logits, prep.target, "dense", mask)
-        return _bce_dense(prep, class_weights, label_smoothing, reduction, pos_weight)
-    return cross_entropy(
-        logits, target, mode, class_weights, ignore_index, label_smoothing, reduction, pos_weight, name
-    )
-
-
-def _focal_factor(one_minus_p: Tensor, gamma: float) -> Tensor:
-    """``(1 - p)^gamma`` with the base clamped at 0 (and away from 0 when gamma < 1, so the gradient is finite)."""
-    if gamma == 0:
-        return torch.ones_like(one_minus_p)
-    base = one_minus_p.clamp_min(1e-12 if gamma < 1 else 0.0)
-    return base.square() if gamma == 2 else base.pow(gamma)
-
-
-def sigmoid_focal_loss(logits: Tensor, target: Tensor, alpha: float | None = 0.25, gamma: float = 2.0) -> Tensor:
-    """Element-wise sigmoid focal loss, the formula of ``torchvision.ops.sigmoid_focal_loss`` (no reduction)."""
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
-    loss = ce * _focal_factor(1 - p_t, gamma)
-    if alpha is not None and alpha >= 0:
-        loss = loss * (alpha * target + (1 - alpha) * (1 - target))
-    return loss
-
-
 class _SoftmaxFocalIndex(torch.autograd.Function):
     """Fused softmax focal loss for class indices: one log_softmax forward, one full-size pass backward.
 
-    forward:  lp = log_softmax(x)[y],  l = w (1 - e^lp)^gamma (-lp)
-    backward: dl/dx_c = s (p_c - [c = y]),  s = w [(1 - p_y)^gamma + gamma (-lp) p_y (1 - p_y)^(gamma - 1)]
+    forward:  lp = log_softmax(x)[y],  l = w f(1 - e^lp) (-lp),  f = safe_pow(., gamma)
+    backward: dl/dx_c = s (p_c - [c = y]),  s = w [f(1 - p_y) + (-lp) p_y f'(1 - p_y)]
     (``s`` is computed in forward on the (N, *) tensor; backward is exp + mul + scatter_add.)
+    Poly-1 adds ``eps g(1 - p_y)``, ``g = safe_pow(., gamma + 1)``, to ``l`` and ``eps p_y g'`` to ``s``.
     """
 
     @staticmethod
@@ -290,22 +175,13 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
         lp = logp.gather(1, index.unsqueeze(1)).squeeze(1)
         p = lp.exp()
         one_m = -torch.expm1(lp)
-        if gamma < 1:
-            one_m = one_m.clamp_min(1e-12)
         ce = -lp
-        if gamma == 0:
-            loss, scale = ce, torch.ones_like(ce)
-        else:
-            fac = one_m.square() if gamma == 2 else one_m.pow(gamma)
-            loss = fac * ce
-            dfac = one_m if gamma == 2 else one_m.pow(gamma - 1)  # (1-p)^(gamma-1) (gamma=2: 1-p)
-            scale = fac + gamma * ce * p * dfac
+        fac = safe_pow(one_m, gamma)
+        loss, scale = fac * ce, fac + ce * p * safe_pow_grad(one_m, gamma)
         if weight is not None:
             loss, scale = loss * weight, scale * weight
-        if poly_eps:  # Poly-1 term eps (1 - p)^(gamma + 1), d/dce = eps (gamma + 1) (1 - p)^gamma p
-            k = gamma + 1
-            poly = poly_eps * (one_m if k == 1 else one_m.pow(k))
-            dpoly = poly_eps * k * p * (torch.ones_like(one_m) if k == 1 else one_m.pow(k - 1))
+        if poly_eps:  # Poly-1 term eps (1 - p)^(gamma + 1); its d/d(-lp) is eps p g'(1 - p)
+            poly, dpoly = poly_eps * safe_pow(one_m, gamma + 1), poly_eps * p * safe_pow_grad(one_m, gamma + 1)
             if poly_weight is not None:
                 poly, dpoly = poly * poly_weight, dpoly * poly_weight
             loss, scale = loss + poly, scale + dpoly
@@ -313,13 +189,71 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         logp, index, scale = ctx.saved_tensors
         s = (scale * grad).unsqueeze(1)
         out = logp.exp().mul_(s)
         out.scatter_add_(1, index.unsqueeze(1), -s)
         return out, None, None, None, None, None
+
+
+def _balance_(t: Tensor, y: Tensor, alpha: float | None, weight: Tensor | None) -> Tensor:
+    """In place: ``t *= a_t w`` with ``a_t = alpha y + (1 - alpha)(1 - y)`` (skipped for alpha None)."""
+    if alpha is not None:
+        if alpha == 1.0:
+            t.mul_(y)
+        else:  # a_t = (1 - alpha)(1 + k y),  k = (2 alpha - 1) / (1 - alpha)
+            t.addcmul_(t, y, value=(2.0 * alpha - 1.0) / (1.0 - alpha)).mul_(1.0 - alpha)
+    return t if weight is None else t.mul_(weight)
+
+
+class _SigmoidFocal(torch.autograd.Function):
+    """Fused element-wise sigmoid focal loss (torchvision's formula) with an analytic backward.
+
+    forward:  s = sigmoid(x),  ce = softplus(x) - x y,  q = 1 - p_t = s + y - 2 s y
+              l = a_t w f(q) ce,  f = safe_pow(., gamma)
+    backward: dl/dx = a_t w [f(q) (s - y) + f'(q) s (1 - s)(1 - 2 y) ce]   (dq/dx = s (1 - s)(1 - 2 y))
+    The gradient is formed in forward with in-place ops on five full-size buffers (allocation, not
+    arithmetic, dominates on CPU) and saved; backward is one multiply. Differentiable in ``x`` only.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, weight: Tensor | None, alpha: float | None, gamma: float) -> Tensor:
+        s = torch.sigmoid(x)
+        ce = _balance_(F.softplus(x).addcmul_(x, y, value=-1.0), y, alpha, weight)  # a_t w BCE(x, y)
+        q = torch.addcmul(s, s, y, value=-2.0).add_(y)
+        fac, dfac = safe_pow(q, gamma), safe_pow_grad(q, gamma)
+        if ctx.needs_input_grad[0]:
+            dq = q.copy_(s).addcmul_(s, s, value=-1.0)  # s (1 - s), then times (1 - 2 y)
+            dq.addcmul_(dq, y, value=-2.0).mul_(dfac).mul_(ce)
+            grad = _balance_(s.sub_(y).mul_(fac), y, alpha, weight).add_(dq)
+            ctx.save_for_backward(grad)
+        return fac.mul_(ce)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out, None, None, None, None
+
+
+def _check_gamma(name: str, gamma: float) -> float:
+    if gamma < 0:
+        raise ValueError(f"{name}: gamma must be >= 0, got {gamma}")
+    return float(gamma)
+
+
+def sigmoid_focal_loss(
+    logits: Tensor, target: Tensor, alpha: float | None = 0.25, gamma: float = 2.0, weight: Tensor | None = None
+) -> Tensor:
+    """Element-wise sigmoid focal loss, the formula of ``torchvision.ops.sigmoid_focal_loss`` (no reduction).
+
+    One fused pass (:class:`_SigmoidFocal`); ``weight`` (broadcastable) multiplies the loss; alpha None
+    or < 0 drops ``a_t``. First-order differentiable in ``logits`` only.
+    """
+    alpha = None if alpha is None or alpha < 0 else float(alpha)
+    return _SigmoidFocal.apply(logits, target.to(logits.dtype), weight, alpha, float(gamma))
 
 
 def softmax_focal_loss(
@@ -330,55 +264,277 @@ def softmax_focal_loss(
     Hand-fused (see ``_SoftmaxFocalIndex``): one log_softmax, a gather and element-wise work on
     ``(N, *)``; no one-hot. Ignored positions give 0. First-order differentiable only.
     """
-    safe, valid = _valid_index(target, ignore_index)
-    c = logits.shape[1]
-    if safe.numel() and not safe.is_cuda and (safe.min() < 0 or safe.max() >= c):  # no device sync on GPU
-        raise LossInputError(f"focal: target holds class indices outside [0, {c - 1}]; set ignore_index for void")
-    weight = None if alpha is None else alpha.to(logits.dtype)[safe]
+    index, valid = ignore_mask(target.long(), ignore_index)
+    check_class_range("focal", index, logits.shape[1])
+    weight = None if alpha is None else alpha.to(logits.dtype)[index]
     if valid is not None:
         weight = valid.to(logits.dtype) if weight is None else weight * valid
-    return _SoftmaxFocalIndex.apply(logits, safe, weight, float(gamma))
+    return _SoftmaxFocalIndex.apply(logits, index, weight, float(gamma))
 
 
 def _softmax_focal_prob(logits: Tensor, target: Tensor, gamma: float, alpha: Tensor | None) -> Tensor:
     """Softmax focal loss for probability targets ``(N, C, *)``: ``-sum_c a_c t_c (1 - p_c)^gamma log p_c``."""
     logp = torch.log_softmax(logits, 1)
-    terms = _focal_factor(-torch.expm1(logp), gamma) * logp * target
+    terms = safe_pow(-torch.expm1(logp), gamma) * logp * target
     if alpha is not None:
         terms = terms * _channel_view(alpha, logits)
     return -terms.sum(1)
 
 
-def focal_loss(
-    logits: Tensor,
-    target: Tensor,
-    mode: str = MULTICLASS_MODE,
-    alpha: float | Tensor | None = 0.25,
-    gamma: float = 2.0,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    name: str = "focal",
+# --------------------------------------------------------------------------- functional cores
+
+
+@float32_forward
+def cross_entropy(
+    logits: Tensor, target: Tensor, *, class_weights: Weights = None, label_smoothing: float = 0.0, name: str = "ce",
+    **options: Any,
 ) -> Tensor:
-    """Focal loss; sigmoid (torchvision) in binary/multilabel, softmax in multiclass (see :class:`FocalLoss`)."""
-    prep = prepare(name, logits, target, mode, ignore_index)
+    """Softmax cross-entropy (multiclass) or sigmoid BCE (binary/multilabel): see :class:`CrossEntropyLoss`.
+
+    ``options``: ``mode``, ``ignore_index``, ``reduction``; ``name`` labels error messages.
+    """
+    opts = CLASSIFICATION.parse(name, options)
+    prep = prepare(name, logits, target, opts.mode, opts.ignore_index)
+    return _cross_entropy(prep, _as_tensor(class_weights, logits), label_smoothing, opts.reduction)
+
+
+@float32_forward
+def binary_cross_entropy(
+    logits: Tensor, target: Tensor, *, mode: str = BINARY_MODE, pos_weight: Weights = None,
+    class_weights: Weights = None, label_smoothing: float = 0.0, **options: Any,
+) -> Tensor:
+    """Sigmoid BCE in every mode (multiclass targets one-hot encoded, one-vs-rest): see :class:`BCELoss`."""
+    opts = CLASSIFICATION.parse("bce", {"mode": mode, **options})
+    prep = prepare("bce", logits, target, opts.mode, opts.ignore_index, dense=True)
+    cw, pw = _as_tensor(class_weights, logits), _as_tensor(pos_weight, logits)
+    return _bce(prep, cw, label_smoothing, opts.reduction, pw)
+
+
+@float32_forward
+def focal_loss(
+    logits: Tensor, target: Tensor, *, alpha: Weights = 0.25, gamma: float = 2.0, **options: Any
+) -> Tensor:
+    """Focal loss: sigmoid (torchvision) in binary/multilabel, softmax in multiclass; see :class:`FocalLoss`."""
+    opts = CLASSIFICATION.parse("focal", options)
+    gamma = _check_gamma("focal", gamma)
+    prep = prepare("focal", logits, target, opts.mode, opts.ignore_index)
     if prep.kind == "dense":
-        if isinstance(alpha, Tensor):
-            raise ValueError(f"{name}: a per-class alpha list is only defined for mode='multiclass'")
-        loss = sigmoid_focal_loss(prep.logits, prep.target, alpha, gamma)
-        return reduce(loss, reduction, prep.mask)
-    a = alpha if isinstance(alpha, Tensor) else None
+        if alpha is not None and not isinstance(alpha, (int, float)):
+            raise ValueError("focal: a per-class alpha list is only defined for mode='multiclass'")
+        return reduce(sigmoid_focal_loss(prep.logits, prep.target, alpha, gamma), opts.reduction, prep.mask)
+    a = None if isinstance(alpha, (int, float)) else _as_tensor(alpha, logits)
     if a is not None and a.numel() != logits.shape[1]:
-        raise ValueError(f"{name}: alpha has {a.numel()} entries for {logits.shape[1]} classes")
+        raise ValueError(f"focal: alpha has {a.numel()} entries for {logits.shape[1]} classes")
     if prep.kind == "prob":
-        loss = _softmax_focal_prob(prep.logits, prep.target, gamma, a)
-        return reduce(loss, reduction, None if prep.mask is None else prep.mask.squeeze(1))
-    loss = softmax_focal_loss(prep.logits, prep.target, gamma, a, ignore_index)
-    if reduction == "mean":
-        return _index_mean(loss.sum(), prep.target, ignore_index, None)
-    return reduce(loss, reduction)
+        return reduce(_softmax_focal_prob(prep.logits, prep.target, gamma, a), opts.reduction, prep.mask)
+    weight = None if a is None else a[prep.target]
+    if prep.mask is not None:
+        weight = prep.mask if weight is None else weight * prep.mask
+    loss = _SoftmaxFocalIndex.apply(prep.logits, prep.target, weight, gamma)
+    if opts.reduction == "mean":
+        return _position_mean(loss.sum(), prep.target, prep.mask, None)
+    return reduce(loss, opts.reduction)
 
 
-def _check_weights(name: str, values: Sequence[float] | None, what: str = "class_weights") -> list[float] | None:
+def inverse_frequency_weights(counts: Tensor) -> Tensor:
+    """``w_c = total / (C * n_c)`` (sklearn ``compute_class_weight("balanced")``); absent classes get 0."""
+    total = counts.sum()
+    w = total / (counts.numel() * counts.clamp_min(torch.finfo(counts.dtype).eps))
+    return torch.where(counts > 0, w, torch.zeros_like(w))
+
+
+def _class_counts(prep: Prepared, num_classes: int) -> Tensor:
+    """Class counts of the batch: indices counted, probabilities summed (valid positions only)."""
+    if prep.kind == "index":
+        ones = torch.ones_like(prep.target, dtype=prep.logits.dtype) if prep.mask is None else prep.mask
+        counts = torch.zeros(num_classes, dtype=ones.dtype, device=ones.device)
+        return counts.index_add_(0, prep.target.reshape(-1), ones.reshape(-1))
+    target = prep.target if prep.mask is None else prep.target * prep.mask.unsqueeze(1)
+    return target.transpose(0, 1).reshape(num_classes, -1).sum(1)
+
+
+@float32_forward
+def weighted_cross_entropy(
+    logits: Tensor, target: Tensor, *, class_weights: Weights | str = "auto", label_smoothing: float = 0.0,
+    **options: Any,
+) -> Tensor:
+    """Cross-entropy with fixed or "auto" (batch inverse frequency) class weights: :class:`WeightedCrossEntropyLoss`."""
+    if not isinstance(class_weights, str):
+        return cross_entropy(
+            logits, target, class_weights=class_weights, label_smoothing=label_smoothing, name="weighted_ce", **options
+        )
+    opts = CLASSIFICATION.parse("weighted_ce", options)
+    prep = prepare("weighted_ce", logits, target, opts.mode, opts.ignore_index)
+    if prep.kind != "dense":
+        with torch.no_grad():
+            w = inverse_frequency_weights(_class_counts(prep, logits.shape[1]))
+        return _cross_entropy(prep, w, label_smoothing, opts.reduction)
+    x, y, _, mask = prep
+    with torch.no_grad():
+        pos, tot = _dense_counts(y, mask)
+        eps = torch.finfo(y.dtype).eps
+        w = y * tot / (2 * pos.clamp_min(eps)) + (1 - y) * tot / (2 * (tot - pos).clamp_min(eps))
+    y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
+    return reduce(F.binary_cross_entropy_with_logits(x, y, reduction="none") * w, opts.reduction, mask)
+
+
+def _dense_counts(y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Positive target mass and valid count per channel (dim 1) of a sigmoid target, kept broadcastable."""
+    m = torch.ones_like(y) if mask is None else torch.broadcast_to(mask, y.shape)
+    dims = [d for d in range(y.dim()) if d != 1] if y.dim() > 1 else [0]
+    return (y * m).sum(dims, keepdim=True), m.sum(dims, keepdim=True)
+
+
+@float32_forward
+def balanced_cross_entropy(logits: Tensor, target: Tensor, *, mode: str = BINARY_MODE, **options: Any) -> Tensor:
+    """Beta-balanced BCE (HED): see :class:`BalancedCrossEntropyLoss`."""
+    opts = CLASSIFICATION.parse("balanced_ce", {"mode": mode, **options})
+    x, y, _, mask = prepare("balanced_ce", logits, target, opts.mode, opts.ignore_index, dense=True)
+    with torch.no_grad():
+        pos, tot = _dense_counts(y, mask)
+        beta = 1 - pos / tot.clamp_min(torch.finfo(y.dtype).eps)
+    w = beta * y + (1 - beta) * (1 - y)
+    return reduce(F.binary_cross_entropy_with_logits(x, y, reduction="none") * w, opts.reduction, mask)
+
+
+@float32_forward
+def ghm_c_loss(
+    logits: Tensor, target: Tensor, *, bins: int = 10, momentum: float = 0.0, acc_sum: Tensor | None = None,
+    **options: Any,
+) -> Tensor:
+    """GHM-C: cross-entropy weighted by inverse gradient density; see :class:`GHMCLoss`.
+
+    ``acc_sum`` (``(bins,)``) is the running histogram, updated in place when ``momentum > 0``.
+    """
+    opts = CLASSIFICATION.parse("ghm_c", options)
+    x, y, kind, mask = prepare("ghm_c", logits, target, opts.mode, opts.ignore_index)
+    if kind == "dense":
+        with torch.no_grad():
+            w, tot = ghm_weights((torch.sigmoid(x) - y).abs(), mask, bins, acc_sum, momentum)
+        loss = F.binary_cross_entropy_with_logits(x, y, reduction="none") * w
+    else:
+        ce = F.cross_entropy(x, y, reduction="none")
+        with torch.no_grad():
+            if kind == "index":  # g = 1 - p_y
+                g = -torch.expm1(-ce)
+            else:  # g = ||p - y||_1 / 2 (= 1 - p_y for a one-hot y)
+                g = (torch.softmax(x, 1) - y).abs().sum(1) / 2
+            w, tot = ghm_weights(g.clamp(0, 1), mask, bins, acc_sum, momentum)
+        loss = ce * w
+    if opts.reduction == "mean":
+        return loss.sum() / tot
+    return reduce(loss, opts.reduction)
+
+
+def effective_number_weights(samples_per_class: Sequence[float], beta: float) -> list[float]:
+    """Cui et al.: ``w_c = (1 - beta) / (1 - beta^{n_c})``, normalised to sum to C (``n_c = 0`` -> weight 0)."""
+    raw = [(1.0 - beta) / (1.0 - beta**n) if n > 0 else 0.0 for n in samples_per_class]
+    if beta == 0:
+        raw = [1.0 if n > 0 else 0.0 for n in samples_per_class]
+    total = sum(raw)
+    return [len(raw) * w / total for w in raw]
+
+
+def _sigmoid_base(base: str, x: Tensor, y: Tensor, gamma: float) -> Tensor:
+    if base == "focal":
+        return sigmoid_focal_loss(x, y, None, gamma)
+    return F.binary_cross_entropy_with_logits(x, y, reduction="none")
+
+
+@float32_forward
+def class_balanced_loss(
+    logits: Tensor, target: Tensor, *, weights: Weights, base: str = "ce", gamma: float = 2.0, **options: Any,
+) -> Tensor:
+    """Class-balanced loss with per-class ``weights`` (``effective_number_weights``): see :class:`ClassBalancedLoss`."""
+    opts = CLASSIFICATION.parse("class_balanced", options)
+    if base not in ("ce", "focal", "sigmoid"):
+        raise ValueError(f"class_balanced: base must be 'ce', 'focal' or 'sigmoid', got {base!r}")
+    w = _as_tensor(weights, logits)
+    x, y, kind, mask = prepare("class_balanced", logits, target, opts.mode, opts.ignore_index)
+    if kind == "dense":
+        if opts.mode == BINARY_MODE:
+            if w.numel() != 2:
+                raise ValueError("class_balanced: binary mode needs samples_per_class=[n_neg, n_pos]")
+            ew = w[1] * y + w[0] * (1 - y)
+        else:
+            ew = _channel_view(w, x)
+        return reduce(_sigmoid_base(base, x, y, gamma) * ew, opts.reduction, mask)
+    c = logits.shape[1]
+    if w.numel() != c:
+        raise ValueError(f"class_balanced: samples_per_class has {w.numel()} entries for {c} classes")
+    if kind == "index":
+        pw = w[y]
+        dense_y = None if base == "ce" else one_hot(y, c, x.dtype)
+    else:
+        pw = (y * _channel_view(w, y)).sum(1)
+        dense_y = y
+    if base == "ce":
+        loss = F.cross_entropy(x, y, reduction="none")
+    else:
+        loss = _sigmoid_base(base, x, dense_y, gamma).sum(1)
+    return reduce(loss * pw, opts.reduction, mask)
+
+
+@float32_forward
+def poly1_loss(
+    logits: Tensor, target: Tensor, *, epsilon: float = 1.0, focal: bool = False, gamma: float = 2.0,
+    alpha: Weights = 0.25, **options: Any,
+) -> Tensor:
+    """Poly-1: CE (or focal) plus ``epsilon (1 - p_t)^(gamma + 1)``; see :class:`Poly1Loss`."""
+    opts = CLASSIFICATION.parse("poly1", options)
+    gamma = _check_gamma("poly1", gamma) if focal else 0.0
+    x, y, kind, mask = prepare("poly1", logits, target, opts.mode, opts.ignore_index)
+    if kind == "dense":
+        scalar_alpha = alpha if alpha is None or isinstance(alpha, (int, float)) else None
+        p = torch.sigmoid(x)
+        one_m_pt = p + y - 2 * p * y
+        if focal:
+            base = sigmoid_focal_loss(x, y, scalar_alpha, gamma)
+        else:
+            base = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        return reduce(base + epsilon * safe_pow(one_m_pt, gamma + 1), opts.reduction, mask)
+    class_alpha = None if alpha is None or isinstance(alpha, (int, float)) or not focal else _as_tensor(alpha, x)
+    if kind == "index":  # one fused pass: (focal or CE) + eps (1 - p_y)^(gamma + 1)
+        weight = None if class_alpha is None else class_alpha[y]
+        if mask is not None:
+            weight = mask if weight is None else weight * mask
+        loss = _SoftmaxFocalIndex.apply(x, y, weight, gamma, epsilon, mask)
+        if opts.reduction == "mean":
+            return _position_mean(loss.sum(), y, mask, None)
+        return reduce(loss, opts.reduction)
+    logp = torch.log_softmax(x, 1)
+    one_m_pt = 1 - (logp.exp() * y).sum(1)
+    base = _softmax_focal_prob(x, y, gamma, class_alpha) if focal else -(logp * y).sum(1)
+    return reduce(base + epsilon * safe_pow(one_m_pt, gamma + 1), opts.reduction, mask)
+
+
+@float32_forward
+def kl_div_loss(
+    logits: Tensor, target: Tensor, *, temperature: float = 1.0, log_target: bool = False, **options: Any
+) -> Tensor:
+    """KL(target || softmax(logits / T)) per position (Bernoulli KL in the sigmoid modes): see :class:`KLDivLoss`."""
+    opts = CLASSIFICATION.parse("kl_div", options)
+    if temperature <= 0:
+        raise ValueError(f"kl_div: temperature must be > 0, got {temperature}")
+    t2 = temperature**2
+    if log_target and target.is_floating_point():
+        keep = target == opts.ignore_index if opts.ignore_index is not None else torch.zeros_like(target).bool()
+        target = torch.where(keep, target, target.exp())
+    x, y, kind, mask = prepare("kl_div", logits, target, opts.mode, opts.ignore_index)
+    x = x / temperature
+    if kind == "dense":
+        neg_entropy = torch.xlogy(y, y) + torch.xlogy(1 - y, 1 - y)
+        return reduce((F.binary_cross_entropy_with_logits(x, y, reduction="none") + neg_entropy) * t2, opts.reduction,
+                      mask)
+    if kind == "index":  # one-hot target: KL = CE, torch's fused path
+        return _cross_entropy(Prepared(x, y, kind, mask), None, 0.0, opts.reduction) * t2
+    return reduce(F.kl_div(torch.log_softmax(x, 1), y, reduction="none").sum(1) * t2, opts.reduction, mask)
+
+
+# --------------------------------------------------------------------------- registered modules
+
+
+def _check_weights(name: str, values: Weights, what: str = "class_weights") -> list[float] | None:
     if values is None:
         return None
     values = [float(v) for v in ([values] if isinstance(values, (int, float)) else values)]
@@ -387,31 +543,50 @@ def _check_weights(name: str, values: Sequence[float] | None, what: str = "class
     return values
 
 
-def _buffer(module: nn.Module, key: str, values: list[float] | None) -> None:
+def _buffer(module: OptionModule, key: str, values: list[float] | None) -> None:
     module.register_buffer(key, None if values is None else torch.tensor(values, dtype=torch.float64), persistent=False)
 
 
-# --------------------------------------------------------------------------- registered losses
+def _store_alpha(module: OptionModule, alpha: float | Sequence[float] | None) -> None:
+    """A scalar (sigmoid) alpha as ``module.alpha``, a per-class list as the buffer ``module.class_alpha``."""
+    scalar = alpha is None or isinstance(alpha, (int, float))
+    module.alpha = float(alpha) if scalar and alpha is not None else None
+    _buffer(module, "class_alpha", None if scalar else _check_weights(module.name, alpha, "alpha"))
 
 
-class _ClassificationLoss(nn.Module):
-    """Common constructor of the classification losses (not registered)."""
+def _alpha(module: OptionModule) -> float | Tensor | None:
+    return module.class_alpha if module.class_alpha is not None else module.alpha
+
+
+class _ClassificationLoss(OptionModule):
+    """Common base of the classification modules (not registered): the ``CLASSIFICATION`` options.
+
+    ``modes`` restricts ``mode`` (``sparse_ce``: multiclass only).
+    """
 
     name = "classification loss"
+    OPTIONS = CLASSIFICATION
+    modes = (BINARY_MODE, MULTICLASS_MODE, "multilabel")
 
-    def __init__(self, mode: str = MULTICLASS_MODE, ignore_index: int | None = None, reduction: str = "mean") -> None:
-        super().__init__()
-        self.mode = check_mode(self.name, mode)
-        self.ignore_index = ignore_index
-        self.reduction = check_reduction(reduction)
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_mode(self.name, self.mode, self.modes)
 
 
 @register("ce", family="classification", aliases=("cross_entropy",))
 class CrossEntropyLoss(_ClassificationLoss):
     """Cross-entropy: softmax CE over dim 1 (multiclass) or sigmoid BCE (binary/multilabel).
+
+    Equals ``F.cross_entropy`` (the all-ignored mean is 0 instead of NaN); binary/multilabel as ``bce``.
+
+    Args:
+        class_weights: per-class weights w_c (per channel in the sigmoid modes); None: 1.
+        label_smoothing: ls in [0, 1] (the target mixes in the uniform distribution).
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices or (N, C, *) probabilities (multiclass), else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         multiclass:  l_i = -sum_c w_c y_ic log softmax(x_i)_c       (index target: -w_y log p_y)
@@ -424,11 +599,6 @@ class CrossEntropyLoss(_ClassificationLoss):
         Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016
         (label smoothing). Wraps torch.nn.functional.cross_entropy / binary_cross_entropy_with_logits.
 
-    Call:
-        (logits (N,C,*), target (N,*) indices | (N,C,*) probabilities); binary/multilabel as bce.
-        mode, class_weights, ignore_index, label_smoothing, reduction. Equals F.cross_entropy
-        (all-ignored mean -> 0 instead of NaN).
-
     Example:
         >>> crit = CrossEntropyLoss()
         >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))), 4)   # log 2
@@ -438,30 +608,37 @@ class CrossEntropyLoss(_ClassificationLoss):
     name = "ce"
 
     def __init__(
-        self,
-        mode: str = MULTICLASS_MODE,
-        class_weights: Sequence[float] | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        reduction: str = "mean",
+        self, class_weights: Sequence[float] | None = None, label_smoothing: float = 0.0, **options: Any
     ) -> None:
-        super().__init__(mode, ignore_index, reduction)
+        super().__init__(**options)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{self.name}: label_smoothing must be in [0, 1], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
         _buffer(self, "class_weights", _check_weights(self.name, class_weights))
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return cross_entropy(
-            logits, target, self.mode, _as_tensor(self.class_weights, logits), self.ignore_index,
-            self.label_smoothing, self.reduction, name=self.name,
+            logits, target, class_weights=self.class_weights, label_smoothing=self.label_smoothing, name=self.name,
+            **self.options(),
         )
 
 
 @register("bce", family="classification", aliases=("binary_cross_entropy",))
 class BCELoss(_ClassificationLoss):
     """Binary cross-entropy on logits (sigmoid), element-wise; multiclass index targets are one-hot.
+
+    Equals ``F.binary_cross_entropy_with_logits(weight, pos_weight)``.
+
+    Args:
+        mode: "binary" (default) | "multiclass" (one-vs-rest over the one-hot) | "multilabel".
+        pos_weight: weight of the positive term, a float or one per class; None: 1.
+        class_weights: per-class (channel) weights w_c; None: 1.
+        label_smoothing: ls in [0, 1]; the target becomes (1 - ls) y + ls / 2.
+
+    Shape:
+        - logits: (N, *) or (N, 1, *) binary; (N, C, *) multilabel/multiclass.
+        - target: the shape of logits in [0, 1] ((N, *) for (N, 1, *) logits); (N, *) indices in multiclass.
+        - output: scalar; the shape of logits with reduction="none".
 
     Formula:
         l = -w_c [pw_c y log s(x) + (1 - y) log(1 - s(x))],  s = sigmoid
@@ -471,11 +648,6 @@ class BCELoss(_ClassificationLoss):
     Reference:
         Cox, "The Regression Analysis of Binary Sequences", JRSS-B 1958.
         Wraps torch.nn.functional.binary_cross_entropy_with_logits.
-
-    Call:
-        (logits (N,*) | (N,1,*) | (N,C,*), target same shape in [0,1] (or indices in multiclass mode));
-        mode (default "binary"), pos_weight (float or per-class list), class_weights, ignore_index,
-        label_smoothing, reduction. Equals F.binary_cross_entropy_with_logits(weight, pos_weight).
 
     Example:
         >>> crit = BCELoss()
@@ -490,28 +662,41 @@ class BCELoss(_ClassificationLoss):
         mode: str = BINARY_MODE,
         pos_weight: float | Sequence[float] | None = None,
         class_weights: Sequence[float] | None = None,
-        ignore_index: int | None = None,
         label_smoothing: float = 0.0,
-        reduction: str = "mean",
+        **options: Any,
     ) -> None:
-        super().__init__(mode, ignore_index, reduction)
+        super().__init__(mode=mode, **options)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{self.name}: label_smoothing must be in [0, 1], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
         _buffer(self, "class_weights", _check_weights(self.name, class_weights))
         _buffer(self, "pos_weight", _check_weights(self.name, pos_weight, "pos_weight"))
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return binary_cross_entropy(
-            logits, target, self.mode, _as_tensor(self.class_weights, logits), self.ignore_index,
-            self.label_smoothing, self.reduction, _as_tensor(self.pos_weight, logits), name=self.name,
+            logits, target, pos_weight=self.pos_weight, class_weights=self.class_weights,
+            label_smoothing=self.label_smoothing, **self.options(),
         )
 
 
 @register("focal", family="classification", aliases=("focal_loss",))
 class FocalLoss(_ClassificationLoss):
     """Focal loss (Lin et al. 2017): cross-entropy down-weighted by (1 - p_t)^gamma on easy examples.
+
+    Sigmoid modes equal ``torchvision.ops.sigmoid_focal_loss`` (one fused autograd Function with an
+    analytic backward, about a third of torchvision's time); softmax equals MONAI
+    ``FocalLoss(use_softmax=True)`` x C (MONAI averages over classes too), index targets through a
+    fused Function (one log_softmax, gather, analytic backward; no one-hot) costing about one
+    ``F.cross_entropy``. Both are first-order differentiable only.
+
+    Args:
+        alpha: sigmoid positive weight a (None or < 0: none), or a per-class list (multiclass).
+        gamma: focusing parameter >= 0 (0 gives cross-entropy).
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices (multiclass) or the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         binary/multilabel (sigmoid, exactly torchvision.ops.sigmoid_focal_loss), element-wise:
@@ -527,13 +712,6 @@ class FocalLoss(_ClassificationLoss):
         Lin, Goyal, Girshick, He & Dollar, "Focal Loss for Dense Object Detection", ICCV 2017.
         arXiv:1708.02002
 
-    Call:
-        (logits, target) per mode; mode, alpha (float | per-class list | None), gamma, ignore_index,
-        reduction. Sigmoid: equals torchvision sigmoid_focal_loss. Softmax: equals MONAI
-        FocalLoss(use_softmax=True) x C (MONAI averages over classes too). Index targets use a
-        hand-fused autograd Function (one log_softmax, gather, analytic backward; no one-hot):
-        fwd+bwd about the cost of F.cross_entropy (first-order differentiable only).
-
     Example:
         >>> crit = FocalLoss(gamma=2.0)
         >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))), 4)   # 0.5^2 * log 2
@@ -542,37 +720,29 @@ class FocalLoss(_ClassificationLoss):
 
     name = "focal"
 
-    def __init__(
-        self,
-        mode: str = MULTICLASS_MODE,
-        alpha: float | Sequence[float] | None = 0.25,
-        gamma: float = 2.0,
-        ignore_index: int | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(mode, ignore_index, reduction)
-        if gamma < 0:
-            raise ValueError(f"{self.name}: gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
-        self.alpha: float | None = None
-        if isinstance(alpha, (int, float)) or alpha is None:
-            self.alpha = None if alpha is None else float(alpha)
-            _buffer(self, "class_alpha", None)
-        else:
-            _buffer(self, "class_alpha", _check_weights(self.name, alpha, "alpha"))
+    def __init__(self, alpha: float | Sequence[float] | None = 0.25, gamma: float = 2.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.gamma = _check_gamma(self.name, gamma)
+        _store_alpha(self, alpha)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        alpha = self.class_alpha if self.class_alpha is not None else self.alpha
-        return focal_loss(
-            logits, target, self.mode, _as_tensor(alpha, logits) if isinstance(alpha, Tensor) else alpha,
-            self.gamma, self.ignore_index, self.reduction, name=self.name,
-        )
+        return focal_loss(logits, target, alpha=_alpha(self), gamma=self.gamma, **self.options())
 
 
 @register("sparse_ce", family="classification", aliases=("sparse_categorical_crossentropy",))
 class SparseCrossEntropyLoss(CrossEntropyLoss):
     """Softmax cross-entropy for class-index targets only (Keras' sparse categorical CE).
+
+    ``mode`` must be "multiclass"; a float target raises.
+
+    Args:
+        class_weights: per-class weights w_c; None: 1.
+        label_smoothing: ls in [0, 1].
+
+    Shape:
+        - logits: (N, C, *).
+        - target: (N, *) integer class indices.
+        - output: scalar; (N, *) with reduction="none".
 
     Formula:
         l_i = -w_{y_i} log softmax(x_i)_{y_i};  mean = sum_i l_i / sum_i w_{y_i} over valid i
@@ -581,10 +751,6 @@ class SparseCrossEntropyLoss(CrossEntropyLoss):
         Cox, "The Regression Analysis of Binary Sequences", JRSS-B 1958; tf.keras.losses.
         SparseCategoricalCrossentropy. Wraps torch.nn.functional.cross_entropy.
 
-    Call:
-        (logits (N,C,*), target (N,*) integer class indices; a float target raises); mode must be
-        "multiclass"; class_weights, ignore_index, label_smoothing, reduction.
-
     Example:
         >>> crit = SparseCrossEntropyLoss()
         >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([0]))), 4)
@@ -592,18 +758,7 @@ class SparseCrossEntropyLoss(CrossEntropyLoss):
     """
 
     name = "sparse_ce"
-
-    def __init__(
-        self,
-        mode: str = MULTICLASS_MODE,
-        class_weights: Sequence[float] | None = None,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        reduction: str = "mean",
-    ) -> None:
-        if mode != MULTICLASS_MODE:
-            raise ValueError(f"{self.name}: class-index targets need mode='multiclass', got {mode!r}")
-        super().__init__(mode, class_weights, ignore_index, label_smoothing, reduction)
+    modes = (MULTICLASS_MODE,)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if target.is_floating_point():
@@ -618,16 +773,24 @@ class SparseCrossEntropyLoss(CrossEntropyLoss):
 class LabelSmoothingCrossEntropyLoss(CrossEntropyLoss):
     """Cross-entropy with label smoothing (default 0.1): the target mixes in the uniform distribution.
 
+    Wraps ``F.cross_entropy(label_smoothing=ls)``.
+
+    Args:
+        smoothing: ls in [0, 1] (0.1 as Szegedy et al.).
+        class_weights: per-class weights w_c; None: 1.
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices or (N, C, *) probabilities (multiclass), else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
+
     Formula:
         multiclass: q = (1 - ls) y + ls / C,  l_i = -sum_c w_c q_ic log softmax(x_i)_c
         binary/multilabel: q = (1 - ls) y + ls / 2,  l = BCE(x, q)
 
     Reference:
         Szegedy, Vanhoucke, Ioffe, Shlens & Wojna, "Rethinking the Inception Architecture for
-        Computer Vision", CVPR 2016. arXiv:1512.00567. Wraps F.cross_entropy(label_smoothing=ls).
-
-    Call:
-        as ce; smoothing (the ls above), mode, class_weights, ignore_index, reduction.
+        Computer Vision", CVPR 2016. arXiv:1512.00567
 
     Example:
         >>> crit = LabelSmoothingCrossEntropyLoss(smoothing=0.1)
@@ -637,38 +800,24 @@ class LabelSmoothingCrossEntropyLoss(CrossEntropyLoss):
 
     name = "label_smoothing_ce"
 
-    def __init__(
-        self,
-        smoothing: float = 0.1,
-        mode: str = MULTICLASS_MODE,
-        class_weights: Sequence[float] | None = None,
-        ignore_index: int | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(mode, class_weights, ignore_index, smoothing, reduction)
-
-
-def inverse_frequency_weights(counts: Tensor) -> Tensor:
-    """``w_c = total / (C * n_c)`` (sklearn ``compute_class_weight("balanced")``); absent classes get 0."""
-    total = counts.sum()
-    w = total / (counts.numel() * counts.clamp_min(torch.finfo(counts.dtype).eps))
-    return torch.where(counts > 0, w, torch.zeros_like(w))
-
-
-def _class_counts(prep: Prepared, num_classes: int, ignore_index: int | None) -> Tensor:
-    """Class counts of the batch: index -> bincount, probabilities -> summed mass (valid positions)."""
-    if prep.kind == "index":
-        safe, valid = _valid_index(prep.target, ignore_index)
-        ones = torch.ones_like(safe, dtype=prep.logits.dtype) if valid is None else valid.to(prep.logits.dtype)
-        counts = torch.zeros(num_classes, dtype=ones.dtype, device=ones.device)
-        return counts.index_add_(0, safe.reshape(-1), ones.reshape(-1))
-    target = prep.target if prep.mask is None else prep.target * prep.mask
-    return target.transpose(0, 1).reshape(num_classes, -1).sum(1)
+    def __init__(self, smoothing: float = 0.1, class_weights: Sequence[float] | None = None, **options: Any) -> None:
+        super().__init__(class_weights, smoothing, **options)
 
 
 @register("weighted_ce", family="classification")
 class WeightedCrossEntropyLoss(_ClassificationLoss):
     """Class-weighted cross-entropy with fixed weights or "auto" inverse class frequency of each batch.
+
+    Wraps ``F.cross_entropy(weight=w)`` / ``F.binary_cross_entropy_with_logits(weight=w)``.
+
+    Args:
+        class_weights: a per-class list, or "auto" (batch inverse frequencies, recomputed per call).
+        label_smoothing: ls in [0, 1].
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices or (N, C, *) probabilities (multiclass), else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         multiclass: l_i = -w_{y_i} log p_{y_i};  mean = sum_i l_i / sum_i w_{y_i}   (torch semantics)
@@ -680,10 +829,6 @@ class WeightedCrossEntropyLoss(_ClassificationLoss):
     Reference:
         King & Zeng, "Logistic Regression in Rare Events Data", Political Analysis 2001 (inverse-
         frequency weighting); sklearn.utils.class_weight.compute_class_weight("balanced").
-        Wraps F.cross_entropy(weight=w) / F.binary_cross_entropy_with_logits(weight=w).
-
-    Call:
-        (logits, target) as ce; class_weights (list | "auto"), mode, ignore_index, label_smoothing, reduction.
 
     Example:
         >>> crit = WeightedCrossEntropyLoss(class_weights=[1.0, 3.0])
@@ -694,49 +839,35 @@ class WeightedCrossEntropyLoss(_ClassificationLoss):
     name = "weighted_ce"
 
     def __init__(
-        self,
-        class_weights: Sequence[float] | str = "auto",
-        mode: str = MULTICLASS_MODE,
-        ignore_index: int | None = None,
-        label_smoothing: float = 0.0,
-        reduction: str = "mean",
+        self, class_weights: Sequence[float] | str = "auto", label_smoothing: float = 0.0, **options: Any
     ) -> None:
-        super().__init__(mode, ignore_index, reduction)
-        self.auto = isinstance(class_weights, str)
-        if self.auto and class_weights != "auto":
+        super().__init__(**options)
+        if isinstance(class_weights, str) and class_weights != "auto":
             raise ValueError(f"{self.name}: class_weights must be a list of floats or 'auto', got {class_weights!r}")
+        self.auto = isinstance(class_weights, str)
         _buffer(self, "class_weights", None if self.auto else _check_weights(self.name, class_weights))
         self.label_smoothing = float(label_smoothing)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        if not self.auto:
-            w = _as_tensor(self.class_weights, logits)
-            return cross_entropy(logits, target, self.mode, w, self.ignore_index, self.label_smoothing, self.reduction,
-                                 name=self.name)
-        prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
-        if prep.kind != "dense":
-            with torch.no_grad():
-                w = inverse_frequency_weights(_class_counts(prep, logits.shape[1], self.ignore_index))
-            return cross_entropy(logits, target, self.mode, w, self.ignore_index, self.label_smoothing, self.reduction,
-                                 name=self.name)
-        x, y, _, mask = prep
-        with torch.no_grad():
-            m = torch.ones_like(y) if mask is None else mask
-            dims = [d for d in range(y.dim()) if d != 1] if y.dim() > 1 else [0]
-            pos, tot = (y * m).sum(dims, keepdim=True), m.sum(dims, keepdim=True)
-            neg = tot - pos
-            eps = torch.finfo(y.dtype).eps
-            w = y * tot / (2 * pos.clamp_min(eps)) + (1 - y) * tot / (2 * neg.clamp_min(eps))
-        ls = self.label_smoothing
-        y = y * (1.0 - ls) + 0.5 * ls if ls else y
-        loss = F.binary_cross_entropy_with_logits(x, y, reduction="none") * w
-        return reduce(loss, self.reduction, mask)
+        return weighted_cross_entropy(
+            logits, target, class_weights="auto" if self.auto else self.class_weights,
+            label_smoothing=self.label_smoothing, **self.options(),
+        )
 
 
 @register("balanced_ce", family="classification", aliases=("balanced_bce",))
 class BalancedCrossEntropyLoss(_ClassificationLoss):
     """Beta-balanced binary cross-entropy (HED): positives weighted by the fraction of negatives.
+
+    Element-wise ``F.binary_cross_entropy_with_logits`` with the two weights.
+
+    Args:
+        mode: "binary" (default) | "multiclass" (per-class one-vs-rest over the one-hot) | "multilabel".
+
+    Shape:
+        - logits: (N, *) or (N, 1, *) binary; (N, C, *) multilabel/multiclass.
+        - target: the shape of logits in [0, 1] ((N, *) for (N, 1, *) logits); (N, *) indices in multiclass.
+        - output: scalar; the shape of logits with reduction="none".
 
     Formula:
         beta = |Y-| / |Y|   (fraction of negative target mass over the valid elements of the
@@ -747,10 +878,6 @@ class BalancedCrossEntropyLoss(_ClassificationLoss):
     Reference:
         Xie & Tu, "Holistically-Nested Edge Detection", ICCV 2015 (eq. 2). arXiv:1504.06375
 
-    Call:
-        (logits, target) as bce (binary by default); mode, ignore_index, reduction. Element-wise
-        F.binary_cross_entropy_with_logits with the two weights.
-
     Example:
         >>> crit = BalancedCrossEntropyLoss()
         >>> x, y = torch.zeros(4), torch.tensor([1.0, 0.0, 0.0, 0.0])   # beta = 3/4
@@ -760,94 +887,28 @@ class BalancedCrossEntropyLoss(_ClassificationLoss):
 
     name = "balanced_ce"
 
-    def __init__(self, mode: str = BINARY_MODE, ignore_index: int | None = None, reduction: str = "mean") -> None:
-        super().__init__(mode, ignore_index, reduction)
+    def __init__(self, mode: str = BINARY_MODE, **options: Any) -> None:
+        super().__init__(mode=mode, **options)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        x, y, mask = _dense_sigmoid_inputs(self.name, logits, target, self.mode, self.ignore_index)
-        with torch.no_grad():
-            m = torch.ones_like(y) if mask is None else mask
-            dims = [d for d in range(y.dim()) if d != 1] if y.dim() > 1 else [0]
-            tot = m.sum(dims, keepdim=True)
-            beta = 1 - (y * m).sum(dims, keepdim=True) / tot.clamp_min(torch.finfo(y.dtype).eps)
-        w = beta * y + (1 - beta) * (1 - y)
-        loss = F.binary_cross_entropy_with_logits(x, y, reduction="none") * w
-        return reduce(loss, self.reduction, mask)
-
-
-def _dense_sigmoid_inputs(
-    name: str, logits: Tensor, target: Tensor, mode: str, ignore_index: int | None
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Sigmoid-mode inputs in every mode: logits, dense target (one-hot for multiclass), element mask."""
-    prep = prepare(name, logits, target, mode, ignore_index)
-    if prep.kind == "dense":
-        return prep.logits, prep.target, prep.mask
-    if prep.kind == "prob":
-        return prep.logits, prep.target, None if prep.mask is None else prep.mask.expand_as(logits)
-    onehot, valid = one_hot(prep.target, logits.shape[1], ignore_index)
-    mask = None if ignore_index is None else torch.broadcast_to(valid, onehot.shape).to(logits.dtype)
-    return logits, onehot.to(logits.dtype), mask
-
-
-def ghm_weights(
-    g: Tensor, valid: Tensor | None, edges: Tensor, acc_sum: Tensor, momentum: float
-) -> tuple[Tensor, Tensor]:
-    """GHM density weights ``tot / (GD(g) * n_bins_nonempty)`` per element, and this rank's valid count.
-
-    Vectorised form of mmdetection's loop: bins ``[e_i, e_{i+1})``, ``num_in_bin`` counts valid
-    elements, with momentum ``acc_i = m acc_i + (1 - m) num_in_bin`` for non-empty bins (``acc_sum``
-    updated in place); weight ``tot / acc_i`` (``tot / num_in_bin`` without momentum) divided by
-    the number of non-empty bins. Under DDP the histogram and ``tot`` are summed over ranks, so the
-    gradient density is that of the global batch and every rank keeps the same ``acc_sum``; the
-    returned count stays local, so ``sum(w * l) / count`` averaged by DDP is the global mean.
-    """
-    bins = acc_sum.numel()
-    idx = torch.bucketize(g, edges[1:-1].to(g.dtype), right=True).clamp_(0, bins - 1)
-    ones = torch.ones_like(g) if valid is None else valid.to(g.dtype)
-    counts = torch.zeros(bins, dtype=g.dtype, device=g.device).index_add_(0, idx.reshape(-1), ones.reshape(-1))
-    local_tot = ones.sum().clamp_min(1.0)
-    counts, tot = _sum_over_ranks(counts, ones.sum())
-    tot = tot.clamp_min(1.0)
-    nonempty = counts > 0
-    if momentum > 0:
-        acc = torch.where(nonempty, momentum * acc_sum.to(g.dtype) + (1 - momentum) * counts, acc_sum.to(g.dtype))
-        acc_sum.copy_(acc.to(acc_sum.dtype))
-        denom = acc
-    else:
-        denom = counts
-    per_bin = torch.where(nonempty, tot / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(counts))
-    per_bin = per_bin / nonempty.sum().clamp_min(1).to(g.dtype)
-    return per_bin[idx] * ones, local_tot
-
-
-def _sum_over_ranks(counts: Tensor, total: Tensor) -> tuple[Tensor, Tensor]:
-    """All-reduce (sum) a histogram and its total when a process group with several ranks is running."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return counts, total
-    packed = torch.cat([counts, total.reshape(1)])
-    dist.all_reduce(packed)
-    return packed[:-1], packed[-1]
-
-
-class _GHM(nn.Module):
-    """Shared state of the GHM losses: bin edges and the running histogram (a checkpointed buffer)."""
-
-    def _init_bins(self, bins: int, momentum: float, last_edge: float) -> None:
-        if bins < 1:
-            raise ValueError(f"{self.name}: bins must be >= 1, got {bins}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"{self.name}: momentum must be in [0, 1), got {momentum}")
-        self.bins, self.momentum = int(bins), float(momentum)
-        edges = torch.arange(bins + 1, dtype=torch.float32) / bins
-        edges[-1] += last_edge
-        self.register_buffer("edges", edges, persistent=False)
-        self.register_buffer("acc_sum", torch.zeros(bins, dtype=torch.float32))
+        return balanced_cross_entropy(logits, target, **self.options())
 
 
 @register("ghm_c", family="classification", aliases=("ghmc",))
-class GHMCLoss(_ClassificationLoss, _GHM):
+class GHMCLoss(_ClassificationLoss, GHMState):
     """Gradient Harmonizing Mechanism for classification (GHM-C): CE re-weighted by inverse gradient density.
+
+    ``acc_sum`` is a buffer (saved in checkpoints); with momentum it is updated on every call in
+    training mode only.
+
+    Args:
+        bins: number of gradient-norm bins over [0, 1] (>= 1).
+        momentum: running-histogram momentum in [0, 1); 0: this batch's histogram only.
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices or (N, C, *) probabilities (multiclass), else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         g = |s(x) - y| (sigmoid modes, per element) or 1 - p_y (multiclass softmax, per position;
@@ -860,11 +921,6 @@ class GHMCLoss(_ClassificationLoss, _GHM):
         Li, Liu & Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019. arXiv:1811.05181
         (sigmoid form = mmdetection GHMC; the softmax form with g = 1 - p_y is this package's extension)
 
-    Call:
-        (logits, target) per mode (binary/multilabel sigmoid, multiclass softmax); bins, momentum,
-        mode, ignore_index, reduction. ``acc_sum`` is a buffer (saved in checkpoints); with momentum it
-        is updated on every call in training mode only.
-
     Example:
         >>> crit = GHMCLoss(mode="binary", bins=10)
         >>> round(float(crit(torch.zeros(2), torch.tensor([1.0, 0.0]))), 4)   # one bin: weights 1
@@ -873,108 +929,28 @@ class GHMCLoss(_ClassificationLoss, _GHM):
 
     name = "ghm_c"
 
-    def __init__(
-        self,
-        bins: int = 10,
-        momentum: float = 0.0,
-        mode: str = MULTICLASS_MODE,
-        ignore_index: int | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        _ClassificationLoss.__init__(self, mode, ignore_index, reduction)
-        self._init_bins(bins, momentum, 1e-6)
+    def __init__(self, bins: int = 10, momentum: float = 0.0, **options: Any) -> None:
+        super().__init__(**options)
+        self._init_bins(bins, momentum)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
-        momentum = self.momentum if self.training else 0.0
-        acc = self.acc_sum if self.training else self.acc_sum.clone()
-        if prep.kind == "dense":
-            x, y, mask = prep.logits, prep.target, prep.mask
-            with torch.no_grad():
-                w, tot = ghm_weights((torch.sigmoid(x) - y).abs(), mask, self.edges, acc, momentum)
-            loss = F.binary_cross_entropy_with_logits(x, y, reduction="none") * w
-        else:
-            if prep.kind == "index":
-                ii = -100 if self.ignore_index is None else self.ignore_index
-                ce = F.cross_entropy(prep.logits, prep.target, ignore_index=ii, reduction="none")
-                _, valid = _valid_index(prep.target, self.ignore_index)
-            else:
-                ce = F.cross_entropy(prep.logits, prep.target, reduction="none")
-                valid = None if prep.mask is None else prep.mask.squeeze(1)
-            with torch.no_grad():
-                if prep.kind == "index":  # g = 1 - p_y
-                    g = -torch.expm1(-ce)
-                else:  # g = ||p - y||_1 / 2 (= 1 - p_y for a one-hot y)
-                    g = (torch.softmax(prep.logits, 1) - prep.target).abs().sum(1) / 2
-                w, tot = ghm_weights(g.clamp(0, 1), valid, self.edges, acc, momentum)
-            loss = ce * w
-        if self.reduction == "mean":
-            return loss.sum() / tot
-        return reduce(loss, self.reduction)
-
-
-@register("ghm_r", family="regression", aliases=("ghmr",))
-class GHMRLoss(_GHM):
-    """Gradient Harmonizing Mechanism for regression (GHM-R): ASL1 re-weighted by inverse gradient density.
-
-    Formula:
-        d = pred - target,  ASL1(d) = sqrt(d^2 + mu^2) - mu
-        g = |d| / sqrt(d^2 + mu^2)  (detached),  bins over [0, 1] (last edge 1e3)
-        beta = tot / (GD(g) * n_nonempty_bins),  l = beta * ASL1(d),  mean = sum l / tot
-
-    Reference:
-        Li, Liu & Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019. arXiv:1811.05181
-        (as mmdetection GHMR)
-
-    Call:
-        (pred, target) same shape; mu, bins, momentum, reduction. ``acc_sum`` is a checkpointed buffer
-        updated (with momentum) in training mode.
-
-    Example:
-        >>> crit = GHMRLoss(mu=0.02)
-        >>> round(float(crit(torch.tensor([0.0]), torch.tensor([0.0]))), 4)
-        0.0
-    """
-
-    name = "ghm_r"
-
-    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, reduction: str = "mean") -> None:
-        super().__init__()
-        if mu <= 0:
-            raise ValueError(f"{self.name}: mu must be > 0, got {mu}")
-        self.mu = float(mu)
-        self.reduction = check_reduction(reduction)
-        self._init_bins(bins, momentum, 1e3)
-
-    @float32_forward
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        check_same_shape(self.name, pred, target)
-        d = pred - target
-        root = torch.sqrt(d * d + self.mu * self.mu)
-        loss = root - self.mu
-        momentum = self.momentum if self.training else 0.0
-        acc = self.acc_sum if self.training else self.acc_sum.clone()
-        with torch.no_grad():
-            w, tot = ghm_weights((d / root).abs(), None, self.edges, acc, momentum)
-        loss = loss * w
-        if self.reduction == "mean":
-            return loss.sum() / tot
-        return reduce(loss, self.reduction)
-
-
-def effective_number_weights(samples_per_class: Sequence[float], beta: float) -> list[float]:
-    """Cui et al.: ``w_c = (1 - beta) / (1 - beta^{n_c})``, normalised to sum to C (``n_c = 0`` -> weight 0)."""
-    raw = [(1.0 - beta) / (1.0 - beta**n) if n > 0 else 0.0 for n in samples_per_class]
-    if beta == 0:
-        raw = [1.0 if n > 0 else 0.0 for n in samples_per_class]
-    total = sum(raw)
-    return [len(raw) * w / total for w in raw]
+        return ghm_c_loss(logits, target, **self.running(), **self.options())
 
 
 @register("class_balanced", family="classification", aliases=("cb_loss",))
 class ClassBalancedLoss(_ClassificationLoss):
     """Class-balanced loss (Cui et al. 2019): a base loss weighted by the inverse effective number of samples.
+
+    Args:
+        samples_per_class: training-set count n_c per class (binary: [n_neg, n_pos]).
+        beta: effective-number parameter in [0, 1) (0: uniform weights).
+        base: "ce" (softmax CE) | "focal" (sigmoid focal, alpha None) | "sigmoid" (sigmoid BCE).
+        gamma: focusing parameter of the focal base.
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices or (N, C, *) probabilities (multiclass), else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         E_n = (1 - beta^n) / (1 - beta),  w_c = (1 / E_{n_c}) normalised so that sum_c w_c = C
@@ -989,10 +965,6 @@ class ClassBalancedLoss(_ClassificationLoss):
         Cui, Jia, Lin, Song & Belongie, "Class-Balanced Loss Based on Effective Number of Samples",
         CVPR 2019. arXiv:1901.05555
 
-    Call:
-        (logits, target) per mode; samples_per_class (required), beta, base ("ce"|"focal"|"sigmoid"),
-        gamma (focal base), mode, ignore_index, reduction.
-
     Example:
         >>> crit = ClassBalancedLoss(samples_per_class=[10, 10], beta=0.9)   # equal counts: plain CE
         >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))), 4)
@@ -1002,16 +974,10 @@ class ClassBalancedLoss(_ClassificationLoss):
     name = "class_balanced"
 
     def __init__(
-        self,
-        samples_per_class: Sequence[float],
-        beta: float = 0.999,
-        base: str = "ce",
-        gamma: float = 2.0,
-        mode: str = MULTICLASS_MODE,
-        ignore_index: int | None = None,
-        reduction: str = "mean",
+        self, samples_per_class: Sequence[float], beta: float = 0.999, base: str = "ce", gamma: float = 2.0,
+        **options: Any,
     ) -> None:
-        super().__init__(mode, ignore_index, reduction)
+        super().__init__(**options)
         if base not in ("ce", "focal", "sigmoid"):
             raise ValueError(f"{self.name}: base must be 'ce', 'focal' or 'sigmoid', got {base!r}")
         if not 0.0 <= beta < 1.0:
@@ -1019,54 +985,32 @@ class ClassBalancedLoss(_ClassificationLoss):
         counts = _check_weights(self.name, samples_per_class, "samples_per_class")
         if not counts or sum(counts) <= 0:
             raise ValueError(f"{self.name}: samples_per_class needs at least one positive count")
-        self.base, self.beta, self.gamma = base, float(beta), float(gamma)
+        self.base, self.beta, self.gamma = base, float(beta), _check_gamma(self.name, gamma)
         _buffer(self, "class_weights", effective_number_weights(counts, beta))
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        w = _as_tensor(self.class_weights, logits)
-        prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
-        if prep.kind == "dense":
-            x, y, _, mask = prep
-            if self.mode == BINARY_MODE:
-                if w.numel() != 2:
-                    raise ValueError(f"{self.name}: binary mode needs samples_per_class=[n_neg, n_pos]")
-                ew = w[1] * y + w[0] * (1 - y)
-            else:
-                ew = _channel_view(w, x)
-            loss = self._sigmoid_base(x, y) * ew
-            return reduce(loss, self.reduction, mask)
-        c = logits.shape[1]
-        if w.numel() != c:
-            raise ValueError(f"{self.name}: samples_per_class has {w.numel()} entries for {c} classes")
-        if prep.kind == "index":
-            safe, valid = _valid_index(prep.target, self.ignore_index)
-            pw = w[safe]
-            if self.base == "ce":
-                ii = -100 if self.ignore_index is None else self.ignore_index
-                loss = F.cross_entropy(prep.logits, prep.target, ignore_index=ii, reduction="none")
-            else:
-                onehot, _ = one_hot(safe, c)
-                loss = self._sigmoid_base(prep.logits, onehot.to(logits.dtype)).sum(1)
-            mask = None if valid is None else valid.to(logits.dtype)
-        else:
-            pw = (prep.target * _channel_view(w, prep.target)).sum(1)
-            if self.base == "ce":
-                loss = F.cross_entropy(prep.logits, prep.target, reduction="none")
-            else:
-                loss = self._sigmoid_base(prep.logits, prep.target).sum(1)
-            mask = None if prep.mask is None else prep.mask.squeeze(1)
-        return reduce(loss * pw, self.reduction, mask)
-
-    def _sigmoid_base(self, x: Tensor, y: Tensor) -> Tensor:
-        if self.base == "focal":
-            return sigmoid_focal_loss(x, y, None, self.gamma)
-        return F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        return class_balanced_loss(
+            logits, target, weights=self.class_weights, base=self.base, gamma=self.gamma, **self.options()
+        )
 
 
 @register("poly1", family="classification", aliases=("poly_loss",))
 class Poly1Loss(_ClassificationLoss):
     """Poly-1 loss (Leng et al. 2022): cross-entropy (or focal) plus epsilon times the first polynomial term.
+
+    eps = 0 equals ce / focal. Index targets: one fused pass (the focal autograd Function with the
+    poly term), first-order differentiable only.
+
+    Args:
+        epsilon: coefficient of the first polynomial term (1.0 as the paper's default).
+        focal: False: the CE form; True: the focal form.
+        gamma: focusing parameter of the focal form.
+        alpha: focal a (sigmoid modes, as torchvision) or a per-class list (multiclass); focal form only.
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, *) class indices or (N, C, *) probabilities (multiclass), else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         CE form:    l = CE(x, y) + eps (1 - p_t)
@@ -1079,11 +1023,6 @@ class Poly1Loss(_ClassificationLoss):
         Leng, Tan, Liu, Cubuk, Shi, Cheng & Anguelov, "PolyLoss: A Polynomial Expansion Perspective
         of Classification Loss Functions", ICLR 2022. arXiv:2204.12511
 
-    Call:
-        (logits, target) per mode; epsilon, focal (bool), gamma, alpha (focal form), mode,
-        ignore_index, reduction. eps = 0 equals ce / focal. Index targets: one fused pass (the focal
-        autograd Function with the poly term), first-order differentiable only.
-
     Example:
         >>> crit = Poly1Loss(epsilon=1.0)
         >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))), 4)   # log 2 + 0.5
@@ -1093,64 +1032,34 @@ class Poly1Loss(_ClassificationLoss):
     name = "poly1"
 
     def __init__(
-        self,
-        epsilon: float = 1.0,
-        focal: bool = False,
-        gamma: float = 2.0,
-        alpha: float | Sequence[float] | None = 0.25,
-        mode: str = MULTICLASS_MODE,
-        ignore_index: int | None = None,
-        reduction: str = "mean",
+        self, epsilon: float = 1.0, focal: bool = False, gamma: float = 2.0,
+        alpha: float | Sequence[float] | None = 0.25, **options: Any,
     ) -> None:
-        super().__init__(mode, ignore_index, reduction)
-        self.epsilon, self.focal, self.gamma = float(epsilon), bool(focal), float(gamma)
-        self.alpha: float | None = None
-        if isinstance(alpha, (int, float)) or alpha is None:
-            self.alpha = None if alpha is None else float(alpha)
-            _buffer(self, "class_alpha", None)
-        else:
-            _buffer(self, "class_alpha", _check_weights(self.name, alpha, "alpha"))
+        super().__init__(**options)
+        self.epsilon, self.focal, self.gamma = float(epsilon), bool(focal), _check_gamma(self.name, gamma)
+        _store_alpha(self, alpha)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
-        power = self.gamma + 1 if self.focal else 1.0
-        if prep.kind == "dense":
-            x, y, _, mask = prep
-            p = torch.sigmoid(x)
-            one_m_pt = 1 - (p * y + (1 - p) * (1 - y))
-            if self.focal:
-                base = sigmoid_focal_loss(x, y, self.alpha, self.gamma)
-            else:
-                base = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-            loss = base + self.epsilon * _focal_factor(one_m_pt, power)
-            return reduce(loss, self.reduction, mask)
-        alpha = None if self.class_alpha is None else _as_tensor(self.class_alpha, logits)
-        if prep.kind == "index":  # one fused pass: (focal or CE) + eps (1 - p_y)^power
-            safe, valid = _valid_index(prep.target, self.ignore_index)
-            vw = None if valid is None else valid.to(logits.dtype)
-            weight = None if alpha is None else alpha.to(logits.dtype)[safe]
-            weight = vw if weight is None else (weight if vw is None else weight * vw)
-            gamma = self.gamma if self.focal else 0.0
-            loss = _SoftmaxFocalIndex.apply(prep.logits, safe, weight, gamma, self.epsilon, vw)
-            if self.reduction == "mean":
-                return _index_mean(loss.sum(), prep.target, self.ignore_index, None)
-            return reduce(loss, self.reduction)
-        else:
-            logp = torch.log_softmax(prep.logits, 1)
-            one_m_pt = 1 - (logp.exp() * prep.target).sum(1)
-            if self.focal:
-                base = _softmax_focal_prob(prep.logits, prep.target, self.gamma, alpha)
-            else:
-                base = -(logp * prep.target).sum(1)
-            mask = None if prep.mask is None else prep.mask.squeeze(1)
-        loss = base + self.epsilon * _focal_factor(one_m_pt, power)
-        return reduce(loss, self.reduction, mask)
+        return poly1_loss(
+            logits, target, epsilon=self.epsilon, focal=self.focal, gamma=self.gamma, alpha=_alpha(self),
+            **self.options(),
+        )
 
 
 @register("kl_div", family="classification", aliases=("kl", "kl_divergence"))
 class KLDivLoss(_ClassificationLoss):
     """KL divergence KL(target || softmax(logits / T)) per position, for soft labels and distillation.
+
+    Equals ``F.kl_div(log_softmax(x), t, reduction="batchmean")`` for (N, C) inputs.
+
+    Args:
+        temperature: T > 0 (the loss is scaled by T^2, as Hinton et al.).
+        log_target: the target is given as log-probabilities.
+
+    Shape:
+        - logits: (N, C, *) multiclass/multilabel; (N, 1, *) or (N, *) binary.
+        - target: (N, C, *) probabilities (or indices: one-hot) in multiclass, else the shape of logits.
+        - output: scalar; (N, *) multiclass or the shape of logits with reduction="none".
 
     Formula:
         multiclass: l_i = T^2 sum_c t_ic (log t_ic - log_softmax(x_i / T)_c)   (0 log 0 = 0)
@@ -1164,11 +1073,6 @@ class KLDivLoss(_ClassificationLoss):
         Kullback & Leibler, "On Information and Sufficiency", Ann. Math. Statist. 1951; Hinton, Vinyals
         & Dean, "Distilling the Knowledge in a Neural Network", 2015 (temperature, T^2). Wraps F.kl_div.
 
-    Call:
-        (logits (N,C,*), target probabilities (N,C,*) or indices); temperature, log_target (target given
-        as log-probabilities), mode, ignore_index, reduction. Equals F.kl_div(log_softmax(x), t,
-        reduction="batchmean") for (N, C) inputs.
-
     Example:
         >>> crit = KLDivLoss()
         >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.5, 0.5]]))), 4)
@@ -1177,35 +1081,11 @@ class KLDivLoss(_ClassificationLoss):
 
     name = "kl_div"
 
-    def __init__(
-        self,
-        temperature: float = 1.0,
-        log_target: bool = False,
-        mode: str = MULTICLASS_MODE,
-        ignore_index: int | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(mode, ignore_index, reduction)
+    def __init__(self, temperature: float = 1.0, log_target: bool = False, **options: Any) -> None:
+        super().__init__(**options)
         if temperature <= 0:
             raise ValueError(f"{self.name}: temperature must be > 0, got {temperature}")
         self.temperature, self.log_target = float(temperature), bool(log_target)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        t2 = self.temperature**2
-        if self.log_target and target.is_floating_point():
-            keep = target == self.ignore_index if self.ignore_index is not None else torch.zeros_like(target).bool()
-            target = torch.where(keep, target, target.exp())
-        prep = prepare(self.name, logits, target, self.mode, self.ignore_index)
-        x = prep.logits / self.temperature
-        if prep.kind == "dense":
-            y = prep.target
-            neg_entropy = torch.xlogy(y, y) + torch.xlogy(1 - y, 1 - y)
-            loss = (F.binary_cross_entropy_with_logits(x, y, reduction="none") + neg_entropy) * t2
-            return reduce(loss, self.reduction, prep.mask)
-        if prep.kind == "index":  # one-hot target: KL = CE, torch's fused path
-            return _ce_index(x, prep.target, None, self.ignore_index, 0.0, self.reduction) * t2
-        else:
-            loss = F.kl_div(torch.log_softmax(x, 1), prep.target, reduction="none").sum(1) * t2
-            mask = None if prep.mask is None else prep.mask.squeeze(1)
-        return reduce(loss, self.reduction, mask)
+        return kl_div_loss(logits, target, temperature=self.temperature, log_target=self.log_target, **self.options())

@@ -1,9 +1,14 @@
 """Compound segmentation losses: a pixel (cross-entropy) term plus a region (Dice/Tversky) term.
 
-Call convention and parameters are those of :mod:`losses.region` (``mode``, ``from_logits``,
-``ignore_index``, ``smooth``, ``eps``, ``per_image``). The region term comes from the region
-family's shared statistics kernel (:func:`losses.region.region_stats`) and the pixel term from
-torch's fused ``cross_entropy`` / ``binary_cross_entropy_with_logits``; nothing is re-derived here.
+Call convention and parameters are those of :mod:`losses.region` (the :data:`COMPOUND` options
+``mode``, ``from_logits``, ``ignore_index``, ``smooth``, ``eps``, ``per_image``, ``reduction``;
+their ``Args:`` lines are added to each module's docstring from there). Both terms come from one
+pass of the region family's statistics kernel (:func:`losses.region.dense_stats`): in multiclass
+mode one softmax yields the soft TP/FP/FN and the per-pixel log-likelihood terms together (one
+fused autograd Function), so a compound loss costs about what its region term does.
+
+Each loss is a functional core (``combo_loss(logits, target, *, alpha, beta, **options)`` ...) and
+a thin registered module over it.
 
 Reduction: with ``per_image=True`` both terms are computed per image and ``reduction``
 (mean | sum | none) acts on the ``(N,)`` per-image losses; with ``per_image=False`` (default)
@@ -14,122 +19,200 @@ returns that scalar.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from losses._utils import check_reduction, float32_forward, reduce
-from losses.region import (
-    MODES,
-    MULTICLASS_MODE,
-    RegionStats,
-    focal_power,
-    region_stats,
-    tversky_index,
-)
+from losses._utils import MULTICLASS_MODE, OptionModule, float32_forward, reduce, safe_pow
+from losses.region import REGION, DenseStats, RegionStats, dense_stats, tversky_index
 from losses.registry import register
 
-__all__ = ["ComboLoss", "ExpLogLoss", "UnifiedFocalLoss"]
+__all__ = ["COMPOUND", "combo_loss", "exp_log_loss", "unified_focal_loss"]
+
+COMPOUND = REGION.without("classes", "class_weights")
 
 
-class _PixelNLL(NamedTuple):
-    """Per-element negative log-likelihood of the true label, ``(N, K, S)`` each.
+class _Pixels(NamedTuple):
+    """Per-element terms ``(N, K, S)``: multiclass K = 1 (one element per pixel), sigmoid modes K = channels.
 
-    multiclass: K = 1 (one element per pixel), ``label`` the class index; binary/multilabel:
-    K = channels, ``label`` in {0, 1}. ``nll`` and ``valid`` are 0 at ignored elements.
+    ``nll`` is -log p(true label) (0 at ignored elements; None when not asked for), ``label`` the
+    class index (multiclass) or 0/1 (sigmoid, target > 0.5), ``valid`` the float validity.
     """
 
-    nll: Tensor
+    nll: Tensor | None
     label: Tensor
     valid: Tensor
     num_labels: int
 
 
-def _pixel_nll(
-    logits: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index: int | None, eps: float
-) -> _PixelNLL:
-    """-log p(true label) per element with torch's fused losses (shapes validated by region_stats first)."""
-    n = logits.shape[0]
-    if mode == MULTICLASS_MODE:
-        c = logits.shape[1]
-        x, t = logits.reshape(n, c, -1), target.reshape(n, -1).long()
-        valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-        t = t.masked_fill(~valid, 0)
-        if from_logits:
-            nll = F.cross_entropy(x, t, reduction="none")
+def _terms(
+    name: str, logits: Tensor, target: Tensor, opts: Any, *, nll: bool = True, other: bool = False
+) -> tuple[RegionStats, _Pixels, DenseStats]:
+    """The region statistics and the pixel terms of one :func:`dense_stats` pass."""
+    multiclass = opts.mode == MULTICLASS_MODE
+    d = dense_stats(
+        name, logits, target, opts.mode, opts.from_logits, opts.ignore_index, opts.eps,
+        log_likelihood=nll and multiclass, other=other,
+    )
+    valid = torch.ones_like(d.target, dtype=d.inputs.dtype) if d.mask is None else d.mask
+    if multiclass:
+        pixels = _Pixels(None if d.log_p is None else -d.log_p.unsqueeze(1) * valid.unsqueeze(1),
+                         d.target.unsqueeze(1), valid.unsqueeze(1), d.inputs.shape[1])
+        return d.pooled(opts.per_image), pixels, d
+    loss = None
+    if nll:
+        x, t = d.inputs, d.target
+        if opts.from_logits:
+            loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         else:
-            nll = F.nll_loss(torch.log(x.clamp_min(eps)), t, reduction="none")
-        v = valid.to(nll.dtype)
-        return _PixelNLL((nll * v).unsqueeze(1), t.unsqueeze(1), v.unsqueeze(1), c)
-    k = 1 if mode == "binary" else logits.shape[1]
-    x, t = logits.reshape(n, k, -1), target.reshape(n, k, -1)
-    valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-    t = torch.where(valid, t, torch.zeros_like(t)).to(x.dtype)
-    if from_logits:
-        nll = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            loss = F.binary_cross_entropy(x.clamp(opts.eps, 1.0 - opts.eps), t, reduction="none")
+        loss = loss * valid
+    return d.pooled(opts.per_image), _Pixels(loss, (d.target > 0.5).long(), valid, 2), d
+
+
+def _element_mean(values: Tensor, valid: Tensor, per_image: bool) -> Tensor:
+    """Mean over valid elements: per image ``(N,)`` or over the batch (scalar)."""
+    if per_image:
+        return values.sum((1, 2)) / valid.sum((1, 2)).clamp_min(1.0)
+    return values.sum() / valid.sum().clamp_min(1.0)
+
+
+def _class_mean(loss: Tensor, present: Tensor) -> Tensor:
+    """Mean over the class axis with absent classes contributing 0 (region-family semantics)."""
+    return (loss * present.to(loss.dtype)).mean(-1)
+
+
+def _finish(value: Tensor, opts: Any) -> Tensor:
+    return reduce(value, opts.reduction) if opts.per_image else value
+
+
+def _check_unit(name: str, **values: float) -> None:
+    if not all(0.0 <= v <= 1.0 for v in values.values()):
+        raise ValueError(f"{name}: {', '.join(values)} must be in [0, 1], got {', '.join(map(str, values.values()))}")
+
+
+# --------------------------------------------------------------------------- functional cores
+
+
+@float32_forward
+def combo_loss(logits: Tensor, target: Tensor, *, alpha: float = 0.5, beta: float = 0.5, **options: Any) -> Tensor:
+    """Combo loss ``alpha wCE + (1 - alpha)(1 - DSC)`` (see :class:`ComboLoss`); ``options``: :data:`COMPOUND`."""
+    _check_unit("combo", alpha=alpha, beta=beta)
+    opts = COMPOUND.parse("combo", options)
+    multiclass = opts.mode == MULTICLASS_MODE
+    stats, pix, d = _terms("combo", logits, target, opts, nll=multiclass, other=multiclass and beta < 1.0)
+    dice = _class_mean(1.0 - tversky_index(stats, 0.5, 0.5, opts.smooth, opts.eps), stats.support > 0)
+    if multiclass:  # beta (-ln p_true) + (1 - beta) sum_{c != true} -ln(1 - p_c), 0 at ignored pixels
+        wce = beta * pix.nll
+        if beta < 1.0:
+            wce = wce + (1.0 - beta) * d.other.unsqueeze(1)
     else:
-        nll = F.binary_cross_entropy(x.clamp(eps, 1.0 - eps), t, reduction="none")
-    v = valid.to(nll.dtype)
-    return _PixelNLL(nll * v, (t > 0.5).long(), v, 2)
+        x, t = d.inputs, d.target
+        if opts.from_logits:
+            pos_nll, neg_nll = F.softplus(-x), F.softplus(x)  # -ln p, -ln(1 - p)
+        else:
+            pos_nll, neg_nll = -torch.log(x.clamp_min(opts.eps)), -torch.log1p(-x.clamp(0.0, 1.0 - opts.eps))
+        wce = (beta * t * pos_nll + (1.0 - beta) * (1.0 - t) * neg_nll) * pix.valid
+    wce = _element_mean(wce, pix.valid, opts.per_image)
+    return _finish(alpha * wce + (1.0 - alpha) * dice, opts)
 
 
-class _CompoundLoss(nn.Module):
-    """Shared parameters and reductions of the compound losses (not registered)."""
+def _check_gammas(gamma_dice: float, gamma_cross: float) -> None:
+    if gamma_dice <= 0 or gamma_cross <= 0:
+        raise ValueError("exp_log: gamma_dice and gamma_cross must be > 0")
+
+
+@float32_forward
+def exp_log_loss(
+    logits: Tensor, target: Tensor, *, w_dice: float = 0.8, w_cross: float = 0.2, gamma_dice: float = 0.3,
+    gamma_cross: float = 0.3, class_weights: Sequence[float] | Tensor | None = None, **options: Any,
+) -> Tensor:
+    """Exponential logarithmic loss (see :class:`ExpLogLoss`); ``options``: :data:`COMPOUND`."""
+    _check_gammas(gamma_dice, gamma_cross)
+    opts = COMPOUND.parse("exp_log", options)
+    stats, pix, _ = _terms("exp_log", logits, target, opts)
+    dice = tversky_index(stats, 0.5, 0.5, opts.smooth, opts.eps)
+    l_dice = _class_mean(safe_pow(-torch.log(dice.clamp(opts.eps, 1.0)), gamma_dice, opts.eps), stats.support > 0)
+    if class_weights is not None:
+        weights = torch.as_tensor(class_weights, device=pix.nll.device).to(pix.nll.dtype)[pix.label]
+    else:  # label frequencies per channel k: counts (K, L), from a fixed-size scatter (no host sync)
+        k, labels = pix.label.shape[1], pix.num_labels
+        flat = (pix.label + torch.arange(k, device=pix.label.device).view(1, k, 1) * labels).flatten()
+        counts = pix.valid.new_zeros(k * labels).index_add_(0, flat, pix.valid.flatten()).view(k, labels)
+        freq_w = (counts.sum(-1, keepdim=True) / counts.clamp_min(1.0)).sqrt()
+        weights = freq_w.flatten()[flat].view_as(pix.nll)
+    l_cross = _element_mean(weights * safe_pow(pix.nll, gamma_cross, opts.eps) * pix.valid, pix.valid, opts.per_image)
+    return _finish(w_dice * l_dice + w_cross * l_cross, opts)
+
+
+def _check_unified(variant: str, weight: float, delta: float, gamma: float) -> None:
+    if variant not in ("asymmetric", "symmetric"):
+        raise ValueError(f"unified_focal: variant must be 'asymmetric' or 'symmetric', got {variant!r}")
+    if not (0.0 <= weight <= 1.0 and 0.0 <= delta <= 1.0 and 0.0 <= gamma < 1.0):
+        raise ValueError(f"unified_focal: need weight, delta in [0, 1], gamma in [0, 1); got {weight, delta, gamma}")
+
+
+@float32_forward
+def unified_focal_loss(
+    logits: Tensor, target: Tensor, *, variant: str = "asymmetric", weight: float = 0.5, delta: float = 0.6,
+    gamma: float = 0.5, **options: Any,
+) -> Tensor:
+    """Unified focal loss (see :class:`UnifiedFocalLoss`); ``options``: :data:`COMPOUND`."""
+    _check_unified(variant, weight, delta, gamma)
+    opts = COMPOUND.parse("unified_focal", options)
+    stats, pix, _ = _terms("unified_focal", logits, target, opts)
+    sym = variant == "symmetric"
+    # --- modified focal Tversky: foreground (and background) Tversky terms; alpha on FP, beta = delta on FN
+    alpha, beta = 1.0 - delta, delta
+    if opts.mode == MULTICLASS_MODE:
+        base = (1.0 - tversky_index(stats, alpha, beta, opts.smooth, opts.eps)).clamp_min(0.0)
+        fg_ft = safe_pow(base[..., 1:], 1.0 - gamma, opts.eps)
+        bg_ft = safe_pow(base[..., :1], 1.0 - gamma, opts.eps) if sym else base[..., :1]
+        ft = _class_mean(torch.cat([bg_ft, fg_ft], -1), stats.support > 0)
+    else:
+        count = pix.valid.sum(-1) if opts.per_image else pix.valid.sum((0, 2))
+        tn = count - stats.tp - stats.fp - stats.fn
+        bg_stats = RegionStats(tn, stats.fn, stats.fp)  # background = 1 - p against 1 - g
+        fg_base = (1.0 - tversky_index(stats, alpha, beta, opts.smooth, opts.eps)).clamp_min(0.0)
+        bg_base = (1.0 - tversky_index(bg_stats, alpha, beta, opts.smooth, opts.eps)).clamp_min(0.0)
+        fg_ft = safe_pow(fg_base, 1.0 - gamma, opts.eps)
+        bg_ft = safe_pow(bg_base, 1.0 - gamma, opts.eps) if sym else bg_base
+        present = torch.cat([bg_stats.support > 0, stats.support > 0], -1)
+        ft = _class_mean(torch.cat([bg_ft, fg_ft], -1), present)
+    # --- modified focal: w_label (1 - p_true)^gamma_label (-ln p_true)
+    is_fg = pix.label > 0
+    w = torch.where(is_fg, delta, 1.0 - delta)
+    one_minus_p = (-torch.expm1(-pix.nll)).clamp_min(0.0)  # 1 - p_true from the cross-entropy
+    fg_gamma = gamma if sym else 0.0
+    mod = torch.where(is_fg, safe_pow(one_minus_p, fg_gamma, opts.eps), safe_pow(one_minus_p, gamma, opts.eps))
+    focal = _element_mean(w * mod * pix.nll, pix.valid, opts.per_image)
+    return _finish(weight * focal + (1.0 - weight) * ft, opts)
+
+
+# --------------------------------------------------------------------------- registered modules
+
+
+class _CompoundLoss(OptionModule):
+    """Common base of the compound modules (not registered): the :data:`COMPOUND` options."""
 
     name = "compound loss"
-
-    def __init__(
-        self,
-        mode: str = MULTICLASS_MODE,
-        from_logits: bool = True,
-        ignore_index: int | None = None,
-        smooth: float = 0.0,
-        eps: float = 1e-7,
-        per_image: bool = False,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"{self.name}: mode must be one of {MODES}, got {mode!r}")
-        if smooth < 0 or eps <= 0:
-            raise ValueError(f"{self.name}: need smooth >= 0 and eps > 0, got smooth={smooth}, eps={eps}")
-        self.mode = mode
-        self.from_logits = from_logits
-        self.ignore_index = ignore_index
-        self.smooth = float(smooth)
-        self.eps = float(eps)
-        self.per_image = per_image
-        self.reduction = check_reduction(reduction)
-
-    def stats(self, logits: Tensor, target: Tensor) -> RegionStats:
-        return region_stats(logits, target, self.mode, self.from_logits, self.ignore_index, self.per_image, self.name)
-
-    def nll(self, logits: Tensor, target: Tensor) -> _PixelNLL:
-        return _pixel_nll(logits, target, self.mode, self.from_logits, self.ignore_index, self.eps)
-
-    def element_mean(self, values: Tensor, valid: Tensor) -> Tensor:
-        """Mean over valid elements: per image ``(N,)`` or over the batch (scalar)."""
-        if self.per_image:
-            return values.sum((1, 2)) / valid.sum((1, 2)).clamp_min(1.0)
-        return values.sum() / valid.sum().clamp_min(1.0)
-
-    @staticmethod
-    def class_mean(loss: Tensor, present: Tensor) -> Tensor:
-        """Mean over the class axis with absent classes contributing 0 (region-family semantics)."""
-        return (loss * present.to(loss.dtype)).mean(-1)
-
-    def finish(self, value: Tensor) -> Tensor:
-        return reduce(value, self.reduction) if self.per_image else value
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, per_image={self.per_image}, reduction={self.reduction!r}"
+    OPTIONS = COMPOUND
 
 
 @register("combo", family="compound", aliases=("combo_loss",))
 class ComboLoss(_CompoundLoss):
     """Combo loss (Taghanaki et al. 2019): alpha * weighted cross-entropy + (1 - alpha) * Dice loss.
+
+    Args:
+        alpha: weight of the cross-entropy term in [0, 1].
+        beta: weight of the positive (true-label) log term in [0, 1]; > 0.5 penalises false negatives.
+
+    Shape:
+        - logits: (N, C, *spatial) multiclass/multilabel; (N, 1, *spatial) or (N, *spatial) binary.
+        - target: (N, *spatial) class indices (multiclass) or the shape of logits.
+        - output: scalar; (N,) with per_image and reduction="none".
 
     Formula:
         wCE = -mean_i sum_c [beta g_ic ln p_ic + (1 - beta)(1 - g_ic) ln(1 - p_ic)]
@@ -144,10 +227,6 @@ class ComboLoss(_CompoundLoss):
         Taghanaki, Zheng, Zhou, Georgescu, Sharma, Xu, Comaniciu & Hamarneh, "Combo loss: Handling
         input and output imbalance in multi-organ segmentation", CMIG 75, 2019. arXiv:1805.02798
 
-    Call:
-        (logits, target) as region losses; alpha (0.5), beta (0.5), mode, from_logits, ignore_index,
-        smooth, eps, per_image, reduction (acts on per-image losses when per_image, else scalar).
-
     Example:
         >>> crit = ComboLoss(mode="binary", alpha=0.5, beta=0.5)
         >>> float(crit(torch.tensor([[20.0, -20.0]]), torch.tensor([[1.0, 0.0]]))) < 1e-6
@@ -156,54 +235,30 @@ class ComboLoss(_CompoundLoss):
 
     name = "combo"
 
-    def __init__(
-        self,
-        alpha: float = 0.5,
-        beta: float = 0.5,
-        mode: str = MULTICLASS_MODE,
-        from_logits: bool = True,
-        ignore_index: int | None = None,
-        smooth: float = 0.0,
-        eps: float = 1e-7,
-        per_image: bool = False,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(mode, from_logits, ignore_index, smooth, eps, per_image, reduction)
-        if not (0.0 <= alpha <= 1.0 and 0.0 <= beta <= 1.0):
-            raise ValueError(f"{self.name}: alpha and beta must be in [0, 1], got {alpha}, {beta}")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, **options: Any) -> None:
+        super().__init__(**options)
+        _check_unit(self.name, alpha=alpha, beta=beta)
+        self.alpha, self.beta = float(alpha), float(beta)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        stats = self.stats(logits, target)  # validates shapes
-        dice = self.class_mean(1.0 - tversky_index(stats, 0.5, 0.5, self.smooth, self.eps), stats.support > 0)
-        pix = self.nll(logits, target)
-        n = logits.shape[0]
-        if self.mode == MULTICLASS_MODE:
-            # beta * (-ln p_true) + (1 - beta) * sum_{c != true} -ln(1 - p_c)
-            c = logits.shape[1]
-            probs = logits.reshape(n, c, -1)
-            probs = torch.softmax(probs, 1) if self.from_logits else probs
-            neg = -torch.log1p(-probs.clamp(0.0, 1.0 - self.eps))
-            neg_other = neg.sum(1, keepdim=True) - neg.gather(1, pix.label)
-            wce = self.beta * pix.nll + (1.0 - self.beta) * neg_other * pix.valid
-        else:
-            x = logits.reshape(pix.nll.shape)
-            t = target.reshape(pix.nll.shape)
-            t = torch.where(pix.valid > 0, t, torch.zeros_like(t)).to(x.dtype)
-            if self.from_logits:
-                pos_nll, neg_nll = F.softplus(-x), F.softplus(x)  # -ln p, -ln(1 - p)
-            else:
-                pos_nll, neg_nll = -torch.log(x.clamp_min(self.eps)), -torch.log1p(-x.clamp(0.0, 1.0 - self.eps))
-            wce = (self.beta * t * pos_nll + (1.0 - self.beta) * (1.0 - t) * neg_nll) * pix.valid
-        wce = self.element_mean(wce, pix.valid)
-        return self.finish(self.alpha * wce + (1.0 - self.alpha) * dice)
+        return combo_loss(logits, target, alpha=self.alpha, beta=self.beta, **self.options())
 
 
 @register("exp_log", family="compound", aliases=("exponential_logarithmic",))
 class ExpLogLoss(_CompoundLoss):
     """Exponential logarithmic loss (Wong et al. 2018): (-ln Dice)^gamma and (-ln p)^gamma terms.
+
+    Args:
+        w_dice: weight of the Dice term (0.8 as the paper).
+        w_cross: weight of the cross-entropy term (0.2).
+        gamma_dice: exponent > 0 of -ln Dice (0.3).
+        gamma_cross: exponent > 0 of -ln p (0.3).
+        class_weights: fixed w_l instead of batch frequencies: C values (multiclass), [w_0, w_1] otherwise.
+
+    Shape:
+        - logits: (N, C, *spatial) multiclass/multilabel; (N, 1, *spatial) or (N, *spatial) binary.
+        - target: (N, *spatial) class indices (multiclass) or the shape of logits.
+        - output: scalar; (N,) with per_image and reduction="none".
 
     Formula:
         L_dice  = mean_c [g_c non-empty] (-ln max(D_c, eps)) ** gamma_dice
@@ -218,11 +273,6 @@ class ExpLogLoss(_CompoundLoss):
         Wong, Moradi, Tang & Syeda-Mahmood, "3D Segmentation with Exponential Logarithmic Loss for
         Highly Unbalanced Object Sizes", MICCAI 2018. arXiv:1809.00076
 
-    Call:
-        (logits, target) as region losses; w_dice, w_cross, gamma_dice, gamma_cross, class_weights
-        (fixed w_l instead of batch frequencies: length C for multiclass, 2 = [w_0, w_1] otherwise),
-        mode, from_logits, ignore_index, smooth, eps, per_image, reduction.
-
     Example:
         >>> crit = ExpLogLoss(mode="binary")
         >>> float(crit(torch.tensor([[20.0, -20.0]]), torch.tensor([[1.0, 0.0]]))) < 1e-3
@@ -232,54 +282,42 @@ class ExpLogLoss(_CompoundLoss):
     name = "exp_log"
 
     def __init__(
-        self,
-        w_dice: float = 0.8,
-        w_cross: float = 0.2,
-        gamma_dice: float = 0.3,
-        gamma_cross: float = 0.3,
-        class_weights: Sequence[float] | None = None,
-        mode: str = MULTICLASS_MODE,
-        from_logits: bool = True,
-        ignore_index: int | None = None,
-        smooth: float = 0.0,
-        eps: float = 1e-7,
-        per_image: bool = False,
-        reduction: str = "mean",
+        self, w_dice: float = 0.8, w_cross: float = 0.2, gamma_dice: float = 0.3, gamma_cross: float = 0.3,
+        class_weights: Sequence[float] | None = None, **options: Any,
     ) -> None:
-        super().__init__(mode, from_logits, ignore_index, smooth, eps, per_image, reduction)
-        if gamma_dice <= 0 or gamma_cross <= 0:
-            raise ValueError(f"{self.name}: gamma_dice and gamma_cross must be > 0")
+        super().__init__(**options)
+        _check_gammas(gamma_dice, gamma_cross)
         self.w_dice, self.w_cross = float(w_dice), float(w_cross)
         self.gamma_dice, self.gamma_cross = float(gamma_dice), float(gamma_cross)
         self.class_weights: Tensor | None
-        self.register_buffer(
-            "class_weights",
-            None if class_weights is None else torch.as_tensor(list(class_weights), dtype=torch.float32),
-            persistent=False,
-        )
+        weights = None if class_weights is None else torch.as_tensor(list(class_weights), dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        stats = self.stats(logits, target)
-        dice = tversky_index(stats, 0.5, 0.5, self.smooth, self.eps)
-        l_dice = self.class_mean(focal_power(-torch.log(dice.clamp(self.eps, 1.0)), self.gamma_dice), stats.support > 0)
-        pix = self.nll(logits, target)
-        if self.class_weights is not None:
-            weights = self.class_weights.to(pix.nll.dtype)[pix.label]
-        else:  # label frequencies per channel k: counts (K, L)
-            k = pix.label.shape[1]
-            flat = (pix.label + torch.arange(k, device=pix.label.device).view(1, k, 1) * pix.num_labels).flatten()
-            counts = torch.bincount(flat, weights=pix.valid.flatten(), minlength=k * pix.num_labels)
-            counts = counts.view(k, pix.num_labels)
-            freq_w = (counts.sum(-1, keepdim=True) / counts.clamp_min(1.0)).sqrt()
-            weights = freq_w.flatten()[flat].view_as(pix.nll)
-        l_cross = self.element_mean(weights * focal_power(pix.nll, self.gamma_cross) * pix.valid, pix.valid)
-        return self.finish(self.w_dice * l_dice + self.w_cross * l_cross)
+        return exp_log_loss(
+            logits, target, w_dice=self.w_dice, w_cross=self.w_cross, gamma_dice=self.gamma_dice,
+            gamma_cross=self.gamma_cross, class_weights=self.class_weights, **self.options(),
+        )
 
 
 @register("unified_focal", family="compound", aliases=("unified_focal_loss",))
 class UnifiedFocalLoss(_CompoundLoss):
     """Unified focal loss (Yeung et al. 2022): lambda * modified focal + (1 - lambda) * modified focal Tversky.
+
+    Yeung's code computes mTI per image (per_image=True). -ln p is torch's cross-entropy; the focal
+    sum runs over classes per pixel as in Yeung's code (MONAI's AsymmetricFocalLoss averages the two
+    binary channels instead, i.e. half our mF).
+
+    Args:
+        variant: "asymmetric" (the paper's recommendation) | "symmetric".
+        weight: lambda in [0, 1], the weight of the modified focal term.
+        delta: class balance in [0, 1]: foreground weight in mF, FN weight in mTI (0.6).
+        gamma: focal parameter in [0, 1) (0.5).
+
+    Shape:
+        - logits: (N, C, *spatial) multiclass/multilabel; (N, 1, *spatial) or (N, *spatial) binary.
+        - target: (N, *spatial) class indices (multiclass) or the shape of logits.
+        - output: scalar; (N,) with per_image and reduction="none".
 
     Formula:
         mF  = mean_x sum_c w_c (1 - p_c)^gamma_c (-ln p_c) g_c       (w_bg = 1 - delta, w_fg = delta)
@@ -295,13 +333,6 @@ class UnifiedFocalLoss(_CompoundLoss):
         Yeung, Sala, Schonlieb & Rundo, "Unified Focal loss: Generalising Dice and cross entropy-based
         losses to handle class imbalanced medical image segmentation", CMIG 95, 2022. arXiv:2102.04525
 
-    Call:
-        (logits, target) as region losses; variant ("asymmetric" | "symmetric"), weight (lambda, 0.5),
-        delta (0.6), gamma (0.5) as the paper, mode, from_logits, ignore_index, smooth, eps, per_image
-        (Yeung's code computes mTI per image), reduction. -ln p is torch's cross-entropy; the focal sum
-        runs over classes per pixel as in Yeung's code (MONAI's AsymmetricFocalLoss averages the two
-        binary channels instead, i.e. half our mF).
-
     Example:
         >>> crit = UnifiedFocalLoss(mode="binary")
         >>> float(crit(torch.tensor([[20.0, -20.0]]), torch.tensor([[1.0, 0.0]]))) < 1e-6
@@ -311,57 +342,15 @@ class UnifiedFocalLoss(_CompoundLoss):
     name = "unified_focal"
 
     def __init__(
-        self,
-        variant: str = "asymmetric",
-        weight: float = 0.5,
-        delta: float = 0.6,
-        gamma: float = 0.5,
-        mode: str = MULTICLASS_MODE,
-        from_logits: bool = True,
-        ignore_index: int | None = None,
-        smooth: float = 0.0,
-        eps: float = 1e-7,
-        per_image: bool = False,
-        reduction: str = "mean",
+        self, variant: str = "asymmetric", weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5,
+        **options: Any,
     ) -> None:
-        super().__init__(mode, from_logits, ignore_index, smooth, eps, per_image, reduction)
-        if variant not in ("asymmetric", "symmetric"):
-            raise ValueError(f"{self.name}: variant must be 'asymmetric' or 'symmetric', got {variant!r}")
-        if not (0.0 <= weight <= 1.0 and 0.0 <= delta <= 1.0 and 0.0 <= gamma < 1.0):
-            raise ValueError(f"{self.name}: need weight, delta in [0, 1], gamma in [0, 1); got {weight, delta, gamma}")
-        self.variant = variant
-        self.weight = float(weight)
-        self.delta = float(delta)
-        self.gamma = float(gamma)
+        super().__init__(**options)
+        _check_unified(variant, weight, delta, gamma)
+        self.variant, self.weight, self.delta, self.gamma = variant, float(weight), float(delta), float(gamma)
 
-    @float32_forward
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        stats = self.stats(logits, target)
-        sym = self.variant == "symmetric"
-        fg_gamma = self.gamma if sym else 0.0
-        # --- modified focal Tversky: foreground (and background) Tversky terms
-        alpha, beta = 1.0 - self.delta, self.delta  # alpha on FP, beta (= delta) on FN
-        pix = self.nll(logits, target)
-        if self.mode == MULTICLASS_MODE:
-            ti = tversky_index(stats, alpha, beta, self.smooth, self.eps)
-            base = (1.0 - ti).clamp_min(0.0)
-            fg_ft = focal_power(base[..., 1:], 1.0 - self.gamma, self.eps)
-            bg_ft = focal_power(base[..., :1], 1.0 - self.gamma, self.eps) if sym else base[..., :1]
-            ft = self.class_mean(torch.cat([bg_ft, fg_ft], -1), stats.support > 0)
-        else:
-            count = pix.valid.sum(-1) if self.per_image else pix.valid.sum((0, 2))
-            tn = count - stats.tp - stats.fp - stats.fn
-            bg_stats = RegionStats(tn, stats.fn, stats.fp)  # background = 1 - p against 1 - g
-            fg_base = (1.0 - tversky_index(stats, alpha, beta, self.smooth, self.eps)).clamp_min(0.0)
-            bg_base = (1.0 - tversky_index(bg_stats, alpha, beta, self.smooth, self.eps)).clamp_min(0.0)
-            fg_ft = focal_power(fg_base, 1.0 - self.gamma, self.eps)
-            bg_ft = focal_power(bg_base, 1.0 - self.gamma, self.eps) if sym else bg_base
-            present = torch.cat([bg_stats.support > 0, stats.support > 0], -1)
-            ft = self.class_mean(torch.cat([bg_ft, fg_ft], -1), present)
-        # --- modified focal: w_label (1 - p_true)^gamma_label (-ln p_true)
-        is_fg = pix.label > 0
-        w = torch.where(is_fg, self.delta, 1.0 - self.delta)
-        one_minus_p = (-torch.expm1(-pix.nll)).clamp_min(0.0)  # 1 - p_true from the cross-entropy
-        mod = torch.where(is_fg, focal_power(one_minus_p, fg_gamma, self.eps), focal_power(one_minus_p, self.gamma))
-        focal = self.element_mean(w * mod * pix.nll, pix.valid)
-        return self.finish(self.weight * focal + (1.0 - self.weight) * ft)
+        return unified_focal_loss(
+            logits, target, variant=self.variant, weight=self.weight, delta=self.delta, gamma=self.gamma,
+            **self.options(),
+        )

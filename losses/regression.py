@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losses._ghm import GHMState, ghm_weights
 from losses._utils import LossInputError, check_reduction, check_same_shape, float32_forward, reduce
 from losses.registry import register
 
@@ -527,3 +528,73 @@ class Quantile(_Regression):
 
     def extra_repr(self) -> str:
         return f"quantiles={self.quantiles.tolist()}, reduction={self.reduction!r}"
+
+
+# --------------------------------------------------------------------------- GHM-R
+
+
+@float32_forward
+def ghm_r_loss(
+    pred: Tensor, target: Tensor, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
+    acc_sum: Tensor | None = None, reduction: str = "mean",
+) -> Tensor:
+    """GHM-R: ASL1 re-weighted by inverse gradient density; see :class:`GHMRLoss`.
+
+    ``acc_sum`` (``(bins,)``) is the running histogram, updated in place when ``momentum > 0``.
+    """
+    _check("ghm_r", pred, target)
+    if mu <= 0:
+        raise ValueError(f"ghm_r: mu must be > 0, got {mu}")
+    d = pred - target
+    root = torch.sqrt(d * d + mu * mu)
+    with torch.no_grad():
+        w, tot = ghm_weights((d / root).abs(), None, bins, acc_sum, momentum)
+    loss = (root - mu) * w
+    if reduction == "mean":
+        return loss.sum() / tot
+    return reduce(loss, reduction)
+
+
+@register("ghm_r", family="regression", aliases=("ghmr",))
+class GHMRLoss(GHMState):
+    """Gradient Harmonizing Mechanism for regression (GHM-R): ASL1 re-weighted by inverse gradient density.
+
+    As mmdetection's GHMR. ``acc_sum`` is a checkpointed buffer, updated (with momentum) in training mode only.
+
+    Args:
+        mu: ASL1 smoothing mu > 0 (0.02 as the paper).
+        bins: number of gradient-norm bins over [0, 1] (>= 1).
+        momentum: running-histogram momentum in [0, 1); 0: this batch's histogram only.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - pred: (*), any shape, e.g. box deltas (N, 4).
+        - target: the shape of ``pred``.
+        - output: scalar; the shape of ``pred`` with reduction="none".
+
+    Formula:
+        d = pred - target,  ASL1(d) = sqrt(d^2 + mu^2) - mu
+        g = |d| / sqrt(d^2 + mu^2)  (detached),  bins over [0, 1]
+        beta = tot / (GD(g) * n_nonempty_bins),  l = beta * ASL1(d),  mean = sum l / tot
+
+    Reference:
+        Li, Liu & Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019. arXiv:1811.05181
+
+    Example:
+        >>> crit = GHMRLoss(mu=0.02)
+        >>> round(float(crit(torch.tensor([0.0]), torch.tensor([0.0]))), 4)
+        0.0
+    """
+
+    name = "ghm_r"
+
+    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, reduction: str = "mean") -> None:
+        super().__init__()
+        if mu <= 0:
+            raise ValueError(f"{self.name}: mu must be > 0, got {mu}")
+        self.mu = float(mu)
+        self.reduction = check_reduction(reduction)
+        self._init_bins(bins, momentum)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return ghm_r_loss(pred, target, mu=self.mu, reduction=self.reduction, **self.running())
