@@ -6,11 +6,13 @@
 """
 
 from losses import (  # noqa: F401  (populate registry)
+    angular,
     classification,
     compound,
     forecasting,
     generative,
     margin,
+    metric,
     overlap,
     region,
     regression,

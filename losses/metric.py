@@ -1,0 +1,294 @@
+"""Metric-learning losses on a batch of embeddings: pairs, triplets and class centres.
+
+Call convention shared by every loss here::
+
+    loss(embeddings, labels)      # embeddings (N, D) float, labels (N,) integer identities
+
+Pair and triplet losses work on the (N, M) distance matrix between the N anchors and M candidate
+embeddings (the batch itself, M = N; with ``gather=True`` the global batch of every DDP rank),
+vectorised with masks: no Python loop over samples. ``reduction="none"`` gives one value per
+anchor (N,), the anchor's mean over its pairs / triplets; ``"mean"`` averages the anchors that have
+at least one (an anchor without a positive or a negative contributes nothing).
+
+``gather=True`` all-gathers embeddings and labels across the DDP ranks with
+``torch.distributed.nn.functional.all_gather``, whose backward returns to each rank the gradient
+that *every* rank's loss sends to its slice, so pairs span the global batch and, after DDP's
+gradient averaging, the step equals one process on the global batch. Every rank must pass the same
+batch size (use ``drop_last`` or a padded sampler). Without an initialised process group it is a no-op.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from losses._utils import LossInputError, check_class_range, check_reduction, float32_forward, reduce
+from losses.registry import register
+
+__all__ = ["gather_batch", "pairwise_distance"]
+
+MINING = ("batch_all", "batch_hard", "semi_hard")
+
+
+def _check(name: str, embeddings: Tensor, labels: Tensor, size: int | None = None) -> Tensor:
+    if (
+        embeddings.dim() != 2
+        or labels.shape != embeddings.shape[:1]
+        or labels.is_floating_point()
+        or (size is not None and embeddings.shape[1] != size)
+    ):
+        d = "D" if size is None else str(size)
+        raise LossInputError(
+            f"{name}(embeddings, labels): expected embeddings (N, {d}) and integer labels (N,); got embeddings "
+            f"{tuple(embeddings.shape)} and labels {tuple(labels.shape)} {labels.dtype}"
+        )
+    return labels.long()
+
+
+def gather_batch(embeddings: Tensor, labels: Tensor, gather: bool) -> tuple[Tensor, Tensor, int]:
+    """Candidates (all ranks' embeddings and labels when gathering in a process group) and this rank's offset."""
+    if not (gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return embeddings, labels, 0
+    from torch.distributed.nn.functional import all_gather
+
+    all_embeddings = torch.cat(all_gather(embeddings), 0)  # gradient-preserving
+    all_labels = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(all_labels, labels.contiguous())
+    return all_embeddings, torch.cat(all_labels), dist.get_rank() * embeddings.shape[0]
+
+
+def pairwise_distance(x: Tensor, y: Tensor, squared: bool = False) -> Tensor:
+    """Euclidean distances (N, M) (squared with ``squared=True``); a zero distance has a zero gradient."""
+    d2 = (x.square().sum(1, keepdim=True) + y.square().sum(1) - 2.0 * x @ y.T).clamp_min(0.0)
+    if squared:
+        return d2
+    return torch.where(d2 > 1e-12, d2.clamp_min(1e-12).sqrt(), torch.zeros_like(d2))
+
+
+class _PairLoss(nn.Module):
+    """Shared setup of the pair/triplet losses: normalisation, gathering, distances and masks (not registered)."""
+
+    name = "metric"
+
+    def __init__(self, normalize: bool, squared: bool, gather: bool, reduction: str) -> None:
+        super().__init__()
+        self.normalize, self.squared, self.gather = bool(normalize), bool(squared), bool(gather)
+        self.reduction = check_reduction(reduction)
+
+    def distances(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Distances (N, M), positive mask (same label, not itself) and negative mask (other label)."""
+        labels = _check(self.name, embeddings, labels)
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        candidates, candidate_labels, offset = gather_batch(embeddings, labels, self.gather)
+        dist_ = pairwise_distance(embeddings, candidates, self.squared)
+        same = labels.unsqueeze(1) == candidate_labels.unsqueeze(0)
+        itself = F.one_hot(torch.arange(labels.shape[0], device=labels.device) + offset, candidates.shape[0]).bool()
+        return dist_, same & ~itself, ~same
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize}, squared={self.squared}, gather={self.gather}, reduction={self.reduction!r}"
+
+
+def _masked_mean(values: Tensor, mask: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Mean of ``values`` over ``dims`` where ``mask`` (0 where empty) and whether any element was there."""
+    mask = mask.to(values.dtype)
+    count = mask.sum(dims)
+    return (values * mask).sum(dims) / count.clamp_min(1.0), count > 0
+
+
+@register("contrastive", family="metric")
+class ContrastiveLoss(_PairLoss):
+    """Contrastive loss (Hadsell, Chopra & LeCun 2006): pull same-label pairs together, push others past a margin.
+
+    Formula:
+        d_ij = |x_i - x_j|_2 (x L2-normalised with normalize=True; d^2 with squared=True)
+        l_ij = [y_i = y_j] relu(d_ij - m_pos)^p + [y_i != y_j] relu(m_neg - d_ij)^p
+        l_i = mean over j != i of l_ij   (reduction "mean": the mean over all ordered pairs)
+
+    Reference:
+        Hadsell, Chopra & LeCun, "Dimensionality Reduction by Learning an Invariant Mapping", CVPR 2006
+        (p = 2, m_pos = 0; without the paper's factor 1/2). Per pair equals
+        pytorch_metric_learning.losses.ContrastiveLoss (p = 1 there).
+
+    Args:
+        pos_margin: m_pos, distance below which positive pairs cost nothing.
+        neg_margin: m_neg, distance beyond which negative pairs cost nothing.
+        power: p, the exponent of the hinges.
+        normalize: L2-normalise the embeddings first.
+        squared: use squared Euclidean distances.
+        gather: pairs span the global batch of every DDP rank (gradient-preserving all_gather).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - embeddings: (N, D).
+        - labels: (N,) integer identities.
+        - output: scalar; (N,) per anchor with reduction="none".
+
+    Example:
+        >>> crit = ContrastiveLoss(normalize=False)
+        >>> x = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 0.25]])
+        >>> round(float(crit(x, torch.tensor([0, 0, 1]))), 4)   # 0.5^2 (pos); (1 - 0.25)^2, (1 - 0.559)^2 (neg)
+        0.3357
+    """
+
+    name = "contrastive"
+
+    def __init__(
+        self,
+        pos_margin: float = 0.0,
+        neg_margin: float = 1.0,
+        power: float = 2.0,
+        normalize: bool = True,
+        squared: bool = False,
+        gather: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(normalize, squared, gather, reduction)
+        if power <= 0:
+            raise ValueError(f"contrastive: power must be > 0, got {power}")
+        self.pos_margin, self.neg_margin, self.power = float(pos_margin), float(neg_margin), float(power)
+
+    @float32_forward
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        d, positive, negative = self.distances(embeddings, labels)
+        pos = F.relu(d - self.pos_margin)
+        neg = F.relu(self.neg_margin - d)
+        pair = torch.where(positive, pos, neg)
+        pair = pair.square() if self.power == 2 else pair.pow(self.power)
+        loss, valid = _masked_mean(pair, positive | negative, (1,))
+        return reduce(loss, self.reduction, valid.to(loss.dtype))
+
+
+@register("triplet", family="metric", aliases=("triplet_margin",))
+class TripletLoss(_PairLoss):
+    """Triplet loss (Schroff et al. 2015) with batch-all, batch-hard or semi-hard mining on the distance matrix.
+
+    Formula:
+        l(a, p, n) = relu(d_ap - d_an + m),  y_p = y_a (p != a),  y_n != y_a
+        batch_all:  l_a = mean over all valid (p, n) of l(a, p, n)
+        batch_hard: l_a = relu(max_p d_ap - min_n d_an + m)                          (Hermans et al.)
+        semi_hard:  l_a = mean over p of relu(d_ap - d_an* + m), n* = argmin {d_an : d_an > d_ap}, or
+                    the farthest negative when none is farther than p (FaceNet; TF-Addons' rule)
+        reduction "mean": the mean over anchors with a valid triplet (for batch_all in a P x K batch,
+        the mean over all triplets)
+
+    Reference:
+        Schroff, Kalenichenko & Philbin, "FaceNet: A Unified Embedding for Face Recognition and
+        Clustering", CVPR 2015; Hermans, Beyer & Leibe, "In Defense of the Triplet Loss for Person
+        Re-Identification", arXiv 2017. Equals pytorch_metric_learning.losses.TripletMarginLoss
+        (with its BatchHardMiner for batch_hard, MeanReducer).
+
+    Args:
+        margin: m.
+        mining: "batch_all" | "batch_hard" | "semi_hard".
+        normalize: L2-normalise the embeddings first.
+        squared: use squared Euclidean distances.
+        gather: triplets span the global batch of every DDP rank (gradient-preserving all_gather).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - embeddings: (N, D).
+        - labels: (N,) integer identities.
+        - output: scalar; (N,) per anchor with reduction="none".
+
+    Example:
+        >>> crit = TripletLoss(margin=1.0, mining="batch_hard", normalize=False, reduction="none")
+        >>> x = torch.tensor([[0.0], [1.0], [1.5]])
+        >>> crit(x, torch.tensor([0, 0, 1]))   # relu(d_ap - d_an + 1): (1 - 1.5 + 1, 1 - 0.5 + 1, none)
+        tensor([0.5000, 1.5000, 0.0000])
+    """
+
+    name = "triplet"
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        mining: str = "batch_all",
+        normalize: bool = True,
+        squared: bool = False,
+        gather: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(normalize, squared, gather, reduction)
+        if mining not in MINING:
+            raise ValueError(f"triplet: mining must be one of {MINING}, got {mining!r}")
+        self.margin, self.mining = float(margin), mining
+
+    @float32_forward
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        d, positive, negative = self.distances(embeddings, labels)
+        if self.mining == "batch_all":
+            triplets = F.relu(d.unsqueeze(2) - d.unsqueeze(1) + self.margin)  # (a, p, n)
+            loss, valid = _masked_mean(triplets, positive.unsqueeze(2) & negative.unsqueeze(1), (1, 2))
+        elif self.mining == "batch_hard":
+            hardest_pos = torch.where(positive, d, torch.zeros_like(d)).amax(1)
+            hardest_neg = torch.where(negative, d, torch.full_like(d, float("inf"))).amin(1)
+            valid = positive.any(1) & negative.any(1)
+            loss = torch.where(valid, F.relu(hardest_pos - hardest_neg.clamp_max(1e30) + self.margin), 0.0)
+        else:
+            d_ap, d_an = d.unsqueeze(2), d.unsqueeze(1)  # (a, p, 1), (a, 1, n)
+            outside = negative.unsqueeze(1) & (d_an > d_ap)
+            closest_outside = torch.where(outside, d_an, torch.full_like(d_an, float("inf"))).amin(2)  # (a, p)
+            farthest = torch.where(negative, d, torch.full_like(d, float("-inf"))).amax(1, keepdim=True)
+            chosen = torch.where(outside.any(2), closest_outside, farthest.expand_as(closest_outside))
+            chosen = torch.where(negative.any(1, keepdim=True), chosen, d)  # no negative: masked out below
+            pair = F.relu(d - chosen + self.margin)
+            loss, valid = _masked_mean(pair, positive & negative.any(1, keepdim=True), (1,))
+        return reduce(loss, self.reduction, valid.to(loss.dtype))
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, mining={self.mining!r}, " + super().extra_repr()
+
+
+@register("center", family="metric", aliases=("center_loss",))
+class CenterLoss(nn.Module):
+    """Center loss (Wen et al. 2016): pull each embedding towards a learnable centre of its class.
+
+    Formula:
+        l_i = 1/2 |x_i - c_{y_i}|^2;  "mean" averages over the batch
+        The centres are an nn.Parameter (num_classes, embedding_size) trained by the task's optimiser in
+        their own group: with SGD, d l / d c_y = c_y - x is the paper's update, its rate alpha being the
+        group's learning rate (a term's ``optim: {lr_mult: ..., weight_decay: 0}``).
+
+    Reference:
+        Wen, Zhang, Li & Qiao, "A Discriminative Feature Learning Approach for Deep Face Recognition",
+        ECCV 2016 (used beside a softmax/margin head, weight lambda).
+
+    Args:
+        num_classes: number of identities (injected by the task).
+        embedding_size: embedding dimension D (injected by the task).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - embeddings: (N, embedding_size).
+        - labels: (N,) class indices.
+        - output: scalar; (N,) with reduction="none".
+
+    Example:
+        >>> crit = CenterLoss(num_classes=2, embedding_size=2)
+        >>> _ = crit.centers.data.zero_()
+        >>> float(crit(torch.tensor([[3.0, 4.0]]), torch.tensor([1])))   # 1/2 * 5^2
+        12.5
+    """
+
+    name = "center"
+
+    def __init__(self, num_classes: int, embedding_size: int, reduction: str = "mean") -> None:
+        super().__init__()
+        if int(num_classes) < 1 or int(embedding_size) < 1:
+            raise ValueError(f"center: num_classes, embedding_size must be >= 1, got {num_classes}, {embedding_size}")
+        self.num_classes, self.embedding_size = int(num_classes), int(embedding_size)
+        self.reduction = check_reduction(reduction)
+        self.centers = nn.Parameter(torch.randn(self.num_classes, self.embedding_size))
+
+    @float32_forward
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        labels = _check(self.name, embeddings, labels, self.embedding_size)
+        check_class_range(self.name, labels, self.num_classes)
+        return reduce(0.5 * (embeddings - self.centers[labels]).square().sum(1), self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, reduction={self.reduction!r}"
