@@ -324,6 +324,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two subprocesses importing torch: ~10 s idle, up to a minute on a loaded machine
 def test_running_statistics_are_averaged_over_ddp_ranks(tmp_path):
     x, y = _batch(16, seed=7)
     torch.save((x, y), tmp_path / "batch.pt")
