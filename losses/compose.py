@@ -70,8 +70,22 @@ class Schedule:
         if "warmup_epochs" in spec:
             if set(spec) - {"warmup_epochs"}:
                 raise LossConfigError(f"{where}: warmup_epochs cannot be combined with start/end/epochs")
-            return cls(0.0, 1.0, int(spec["warmup_epochs"]))
-        return cls(float(spec.get("start", 1.0)), float(spec.get("end", 1.0)), int(spec.get("epochs", 0)))
+            return cls(0.0, 1.0, _number(spec, "warmup_epochs", where, integer=True))
+        return cls(
+            _number(spec, "start", where, default=1.0),
+            _number(spec, "end", where, default=1.0),
+            _number(spec, "epochs", where, default=0, integer=True),
+        )
+
+
+def _number(spec: Mapping[str, Any], key: str, where: str, default: float = 0.0, integer: bool = False) -> Any:
+    """``spec[key]`` as a finite number >= 0 (an int when ``integer``), else a LossConfigError naming it."""
+    value = spec.get(key, default)
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value < 0:
+        expected = "an integer" if integer else "a number"
+        raise LossConfigError(f"{where}.{key}: expected {expected} >= 0, got {value!r}")
+    return value if integer else float(value)
 
 
 @dataclass
@@ -105,8 +119,10 @@ def parse_spec(spec: Any, where: str = "loss") -> list[TermSpec]:
             get(term.name)
         except LossConfigError as err:
             raise LossConfigError(f"{where}: {err}") from None
-        if not math.isfinite(term.weight):
-            raise LossConfigError(f"{where}[{i}].weight must be finite, got {term.weight}")
+        if not math.isfinite(term.weight) or term.weight < 0:
+            path = where if len(terms) == 1 else f"{where}[{i}]"
+            hint = " (a negative weight would maximise the loss)" if term.weight < 0 else ""
+            raise LossConfigError(f"{path}.weight: expected a finite number >= 0, got {term.weight}{hint}")
     return terms
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 import losses
@@ -119,8 +120,8 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     package = task_package(config["task"])
     L.seed_everything(config["seed"], workers=True, verbose=False)
-    datamodule = package.DATAMODULE(**config["data"])
-    task = package.TASK(loss=config["loss"], optim=config["optim"], **config["model"])
+    datamodule = _construct("data", package.DATAMODULE, **config["data"])
+    task = _construct("model", package.TASK, loss=config["loss"], optim=config["optim"], **config["model"])
     run = config["run"]
     task.on_nonfinite = run["on_nonfinite"]
     monitor = run["monitor"] or task.MONITOR
@@ -143,8 +144,25 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
         TensorBoardLogger(run_dir, name="tensorboard", version=stage, default_hp_metric=False),
     ]
     trainer_kwargs = {"log_every_n_steps": 10, **config["trainer"]}
-    trainer = L.Trainer(default_root_dir=run_dir, logger=loggers, callbacks=callbacks, **trainer_kwargs)
+    trainer = _construct(
+        "trainer", L.Trainer, default_root_dir=run_dir, logger=loggers, callbacks=callbacks, **trainer_kwargs
+    )
     return RunObjects(config, task, datamodule, trainer, run_dir)
+
+
+def _construct(section: str, factory: Any, **kwargs: Any) -> Any:
+    """Call a constructor; the value errors it raises about its arguments become ConfigErrors naming ``section``.
+
+    Tasks, datamodules and Lightning check their arguments in their constructors (``model.arch: 'unet3d' is not
+    one of ...``, a missing data folder, ``Trainer(devices=0)``); those are config mistakes, reported like the rest.
+    """
+    try:
+        return factory(**kwargs)
+    except (ConfigError, losses.LossConfigError):
+        raise
+    except (ValueError, FileNotFoundError, NotADirectoryError, MisconfigurationException) as err:
+        message = str(err)
+        raise ConfigError(message if message.startswith(f"{section}.") else f"{section}: {message}") from err
 
 
 def _keep_previous_metrics(log_dir: Path) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import losses
@@ -24,8 +26,8 @@ from tasks.guard import NonFiniteLossError
 from trainer.build import build, run_base, run_directory, validate
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # long paths stay on one line (copyable) when output is not a terminal
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,16 +36,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ConfigError, losses.LossConfigError) as err:
-        err_console.print(f"[bold red]config error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]config error:[/] {escape(str(err))}", highlight=False)
+        if os.environ.get("LOSSLAB_DEBUG"):
+            raise
         return 2
     except losses.LossInputError as err:  # tensors that do not fit the loss: usually model/mode vs loss settings
-        err_console.print(f"[bold red]loss input error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]loss input error:[/] {escape(str(err))}", highlight=False)
         err_console.print("check model.mode / num_classes against the loss; LOSSLAB_DEBUG=1 shows the traceback")
         if os.environ.get("LOSSLAB_DEBUG"):
             raise
         return 1
     except NonFiniteLossError as err:  # run.on_nonfinite=stop: the last checkpoint is the last good step
-        err_console.print(f"[bold red]stopped:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]stopped:[/] {escape(str(err))}", highlight=False)
         err_console.print("resume with `python train.py fit --resume <run dir>` after fixing the cause")
         if os.environ.get("LOSSLAB_DEBUG"):
             raise
@@ -103,8 +107,9 @@ def _run_stage(args: argparse.Namespace) -> int:
         run_dir, ckpt = _locate_checkpoint(run_dir, prefer_last=args.stage == "fit")
     if args.stage == "fit":
         run_dir = run_directory(config["run"], config["task"], resume_dir=run_dir)
-        save_config(cfg, run_dir)
     objects = build(config, run_dir, stage=args.stage)
+    if args.stage == "fit":  # only now: a config the task or Lightning rejects leaves no empty run folder
+        save_config(cfg, run_dir)
     stage = getattr(objects.trainer, args.stage)
     console.print(f"[bold]{args.stage}[/] {config['task']} -> {run_dir}" + (f" (from {ckpt})" if ckpt else ""))
     result = stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None)
@@ -120,7 +125,9 @@ def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:
     """A checkpoint file or a run folder -> (run folder, checkpoint)."""
     if path.is_file():
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return run_dir, path
+        return run_dir, _readable_checkpoint(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such checkpoint file or run folder")
     checkpoints = path / "checkpoints"
     if not checkpoints.is_dir():
         raise ConfigError(f"{path}: not a checkpoint file or a run folder with checkpoints/")
@@ -129,8 +136,15 @@ def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:
     candidates = [last, *best[::-1]] if prefer_last else [*best[::-1], last]
     for candidate in candidates:
         if candidate.is_file():
-            return path, candidate
+            return path, _readable_checkpoint(candidate)
     raise ConfigError(f"{checkpoints}: no checkpoint to resume from")
+
+
+def _readable_checkpoint(path: Path) -> Path:
+    """A torch checkpoint is a zip archive; a truncated or foreign file fails here, not after the model is built."""
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"{path}: not a readable checkpoint (truncated or not written by torch.save)")
+    return path
 
 
 def _latest_run(config: dict) -> Path:

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import losses
@@ -63,8 +64,8 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...]) -> DictConfig:
         raise ConfigError(f"extends: cycle {' -> '.join(map(str, (*seen, path)))}")
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, ValueError) as err:
-        raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot parse YAML: {_one_line(err)}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
     bases = cfg.pop("extends", None)
@@ -107,12 +108,10 @@ def apply_override(cfg: DictConfig, item: str) -> None:
     key = key.strip()
     if not key:
         raise ConfigError(f"override {item!r}: empty key")
-    try:
-        value = OmegaConf.select(OmegaConf.from_dotlist([f"value={raw}"]), "value")
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"override {item!r}: cannot parse value: {err}") from None
-    if isinstance(value, (DictConfig, ListConfig)):
-        value = OmegaConf.to_container(value)
+    try:  # interpolations (${data.size}) stay unresolved: they refer to the whole config, resolved later
+        value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={raw}"]), resolve=False)["value"]
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
+        raise ConfigError(f"override {item!r}: cannot parse value: {_one_line(err)}") from None
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
     if parent is not None and not isinstance(parent, DictConfig):
@@ -127,7 +126,15 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
-        raise ConfigError(f"cannot resolve config: {err}") from None
+        raise ConfigError(f"cannot resolve config: {_one_line(err)}") from None
+
+
+def _one_line(err: Exception) -> str:
+    """A parser's message on one line: YAML's problem and its position, OmegaConf's first line."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}"
+    return str(err).strip().splitlines()[0]
 
 
 def save_config(cfg: DictConfig, directory: Path) -> Path:
@@ -197,6 +204,13 @@ def _matches(value: Any, expected: Any) -> bool:
 
 
 def _type_name(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in typing.get_args(expected))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(expected))
+    if expected is type(None):
+        return "null"
     return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
 
 

@@ -1,0 +1,96 @@
+"""Mistaken invocations end in one message naming the config key, exit code 2, no traceback, no run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SEGMENTATION = str(REPO / "configs" / "segmentation" / "shapes.yaml")
+DETECTION = str(REPO / "configs" / "detection" / "shapes_fcos.yaml")
+
+CASES = [
+    # (config, overrides, text the one-line message must contain)
+    (SEGMENTATION, ["loss.seg=dcie"], "loss.seg: unknown loss 'dcie'"),
+    (SEGMENTATION, ["loss.seg=giou"], "loss.seg: 'giou' is an overlap loss"),
+    (SEGMENTATION, ["loss.seg=dice + -1*ce"], "loss.seg: cannot parse '-1*ce'"),
+    (SEGMENTATION, ["loss.seg=[{name: dice, weight: -1}]"], "loss.seg.weight: expected a finite number >= 0"),
+    (SEGMENTATION, ["loss.seg=[{name: dice, schedule: {warmup_epochs: -2}}]"], "schedule.warmup_epochs"),
+    (SEGMENTATION, ["loss.seg=[{name: dice, schedule: {start: x}}]"], "schedule.start: expected a number"),
+    (SEGMENTATION, ["loss.seg=focal", "loss.seg.params.gama=2"], "did you mean 'gamma'"),
+    (SEGMENTATION, ["loss.seg=[{name: dice, inputs: [mask]}]"], "loss.seg.inputs: 'mask' not provided"),
+    (SEGMENTATION, ["loss.box=giou"], "loss.box: this task has no such loss slot"),
+    (SEGMENTATION, ["loss.balance=learned"], "loss.balance"),
+    (SEGMENTATION, ["optim.lr=0"], "optim.lr: 0 would train nothing"),
+    (SEGMENTATION, ["optim.lr=-1"], "optim.lr: expected a number >= 0"),
+    (SEGMENTATION, ["optim.name=adamx"], "optim.name: 'adamx' is not one of"),
+    (SEGMENTATION, ["optim.name=adamw", "optim.momentum=0.9"], "optim.momentum: not an argument of AdamW"),
+    (SEGMENTATION, ["optim.scheduler=linear"], "optim.scheduler: 'linear' is not one of"),
+    (SEGMENTATION, ["optim.groups.bias.lr_mult=2"], "optim.groups: unknown group"),
+    (SEGMENTATION, ["model.arch=unet3d"], "model.arch"),
+    (SEGMENTATION, ["model.mode=binaryy"], "model.mode"),
+    (SEGMENTATION, ["model.num_classes=1"], "model.num_classes"),
+    (SEGMENTATION, ["model.num_classes=four"], "model.num_classes: expected int"),
+    (SEGMENTATION, ["model.norm=layer"], "model.norm"),
+    (SEGMENTATION, ["model.achr=unet"], "model.achr (did you mean model.arch?)"),
+    (SEGMENTATION, ["data.batch_size=2.5"], "data.batch_size: expected int"),
+    (SEGMENTATION, ["trainer.max_epoch=3"], "trainer.max_epoch (did you mean trainer.max_epochs?)"),
+    (SEGMENTATION, ["trainer.logger=false"], "trainer.logger: set by the framework"),
+    (SEGMENTATION, ["trainer.devices=0"], "trainer:"),
+    (SEGMENTATION, ["trainer.accelerator=tpux"], "trainer:"),
+    (SEGMENTATION, ["trainer.precision=17"], "trainer.precision: expected one of"),
+    (SEGMENTATION, ["run.on_nonfinite=ignore"], "run.on_nonfinite: expected one of stop, skip"),
+    (SEGMENTATION, ["run.bogus=1"], "run.bogus"),
+    (SEGMENTATION, ["seed=abc"], "seed: expected an integer"),
+    (SEGMENTATION, ["task=segmentaton"], "task: expected one of"),
+    (SEGMENTATION, ["trainer.max_epochs"], "expected key=value"),
+    (SEGMENTATION, ["model.class_names=[a, b"], "cannot parse value"),
+    (SEGMENTATION, ["trainer.max_epochs=${run.nope}"], "cannot resolve config: Interpolation key 'run.nope' not found"),
+    (DETECTION, ["model.arch=yolo"], "model.arch: 'yolo' is not one of"),
+    (DETECTION, ["model.backbone=vgg"], "model.backbone: 'vgg' is not one of"),
+    (DETECTION, ["model.fpn_channels=48"], "model.fpn_channels: must be a multiple of 32"),
+    (DETECTION, ["loss.box={name: giou, params: {reduction: mean}}"], "loss.box.params.reduction: this slot fixes"),
+    (DETECTION, ["loss.cls=giou"], "loss.cls: 'giou' is an overlap loss; cls slots take classification"),
+    (DETECTION, ["loss.box=giou + smooth_l1"], "loss.box: terms must all be overlap losses"),
+    (DETECTION, ["loss.box=gwd"], "loss.box: does not accept (N, 4) boxes"),
+    (DETECTION, ["loss.centerness=dice"], "loss.centerness: 'dice' is a region loss"),
+]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize(("config", "overrides", "expected"), CASES, ids=[" ".join(c[1]) for c in CASES])
+def test_bad_config_is_one_message_with_exit_code_2(tmp_path, capsys, config, overrides, expected):
+    code, output = _run(["fit", "-c", config, f"run.root={tmp_path}", *overrides], capsys)
+    assert code == 2, output
+    assert expected in output, output
+    assert "Traceback" not in output
+    assert not any(tmp_path.iterdir()), "a rejected config must not leave a run folder behind"
+
+
+def test_malformed_yaml_and_missing_files(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task: segmentation\nmodel: {arch: unet\n")
+    for argv, expected in [
+        (["fit", "-c", str(broken)], "cannot parse YAML"),
+        (["fit", "-c", str(tmp_path / "missing.yaml")], "not found"),
+        (["fit", "--resume", str(tmp_path / "nowhere")], "no such checkpoint file or run folder"),
+        (["fit"], "-c/--config is required"),
+    ]:
+        code, output = _run(argv, capsys)
+        assert code == 2 and expected in output and "Traceback" not in output, output
+
+
+def test_truncated_checkpoint_is_refused_before_building(tmp_path, capsys):
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    code, output = _run(["fit", "-c", SEGMENTATION, "--resume", str(run)], capsys)
+    assert code == 2 and "not a readable checkpoint" in output, output
