@@ -30,12 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from losses._utils import LossInputError
+from losses.balance import DynamicWeightAverage
 from losses.registry import LossConfigError, create, get
 
 _TERM_KEYS = {"name", "params", "weight", "schedule", "inputs", "optim"}
 _TERM_OPTIM_KEYS = {"lr_mult", "weight_decay"}
 _SCHEDULE_KEYS = {"warmup_epochs", "start", "end", "epochs"}
-_BALANCES = ("fixed", "uncertainty")
+_BALANCES = ("fixed", "uncertainty", "dwa")
 _SHORTHAND_TERM = re.compile(
     r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_][\w]*)\s*$"
 )
@@ -202,9 +203,11 @@ class Composite(nn.Module):
     Formula:
         fixed:        L = sum_i s_i(epoch) * w_i * L_i
         uncertainty:  L = sum_i exp(-u_i) * s_i(epoch) * w_i * L_i + u_i   (u_i = log sigma_i^2, learnable)
+        dwa:          L = sum_i d_i(epoch) * s_i(epoch) * w_i * L_i       (d_i: :class:`DynamicWeightAverage`)
 
     Reference:
         Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses", CVPR 2018.
+        Liu, Johns & Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019 (DWA).
 
     Inputs: a slot is called with positional inputs (bound, in order, to the slot's input names,
     e.g. ``pred, target``) and/or named ones (``discriminator=D, real=x, fake=y``). A term that
@@ -222,13 +225,12 @@ class Composite(nn.Module):
         self,
         terms: Sequence[TermSpec],
         losses: Sequence[nn.Module],
-        balance: str = "fixed",
+        balance: str | Mapping[str, Any] = "fixed",
         inputs: Sequence[str] = (),
         where: str = "loss",
     ) -> None:
         super().__init__()
-        if balance not in _BALANCES:
-            raise LossConfigError(f"balance must be one of {_BALANCES}, got {balance!r}")
+        balance, options = parse_balance(balance)
         self.loss_names = [t.name for t in terms]  # registered names; `names` are unique per term
         self.names = _unique_names(self.loss_names)
         self.terms = nn.ModuleList(losses)
@@ -244,13 +246,16 @@ class Composite(nn.Module):
             self.log_vars = nn.Parameter(torch.zeros(len(terms)))
         else:
             self.register_parameter("log_vars", None)
+        self.dwa = DynamicWeightAverage(len(terms), **options) if balance == "dwa" else None
 
     def set_epoch(self, epoch: float) -> None:
-        """Tell the schedules which (possibly fractional) epoch training is in."""
+        """Tell the schedules which (possibly fractional) epoch training is in; a new epoch updates DWA weights."""
+        if self.dwa is not None and float(epoch) > float(self.epoch):
+            self.dwa.end_epoch()
         self.epoch.fill_(float(epoch))
 
     def term_weights(self) -> list[float]:
-        """Effective fixed weight of each term at the current epoch (before uncertainty scaling)."""
+        """Spec weight x schedule of each term at the current epoch (DWA and uncertainty act on top)."""
         epoch = float(self.epoch)
         return [w * (s(epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
 
@@ -284,11 +289,15 @@ class Composite(nn.Module):
         """
         calls = self.term_arguments(args, named)
         values = [loss(*call) / normalizer for loss, call in zip(self.terms, calls)]
+        if self.dwa is not None and self.training and torch.is_grad_enabled():
+            self.dwa.accumulate(torch.stack([v.detach().float() for v in values]))
         total = values[0].new_zeros(())
         for i, (value, weight) in enumerate(zip(values, self.term_weights())):
+            if self.dwa is not None:
+                weight = weight * self.dwa.weights[i]  # a tensor: no host sync
             if self.log_vars is not None:
                 total = total + torch.exp(-self.log_vars[i]) * weight * value + self.log_vars[i]
-            elif weight != 0.0:
+            elif not isinstance(weight, float) or weight != 0.0:
                 total = total + weight * value
         return total, {n: v.detach() for n, v in zip(self.names, values)}
 
@@ -298,6 +307,26 @@ class Composite(nn.Module):
     def extra_repr(self) -> str:
         terms = " + ".join(f"{w:g}*{n}" for n, w in zip(self.names, self.weights))
         return f"{terms}, balance={self.balance!r}"
+
+
+def parse_balance(spec: str | Mapping[str, Any], where: str = "loss.balance") -> tuple[str, dict[str, float]]:
+    """``fixed`` | ``uncertainty`` | ``dwa`` | ``{name: dwa, temperature: T}`` -> (name, options)."""
+    if isinstance(spec, Mapping):
+        options = {k: v for k, v in spec.items() if k != "name"}
+        name = spec.get("name")
+    else:
+        name, options = spec, {}
+    if name not in _BALANCES:
+        raise LossConfigError(f"{where}: expected one of {', '.join(_BALANCES)} (or {{name: dwa, temperature: 2}}), "
+                              f"got {spec!r}")
+    accepted = {"dwa": ("temperature",)}.get(name, ())
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise LossConfigError(f"{where}: {name} takes {', '.join(accepted) or 'no options'}; got {unknown}")
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise LossConfigError(f"{where}.{key}: expected a number > 0, got {value!r}")
+    return name, {k: float(v) for k, v in options.items()}
 
 
 def _unique_names(names: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import losses
+from losses.compose import parse_balance
 
 TOP_LEVEL_KEYS = ("task", "seed", "model", "data", "loss", "optim", "trainer", "run")
 RUN_DEFAULTS = {
@@ -218,8 +219,10 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, losses.Slot]
     """Every slot exists for the task and its spec fits the slot's declaration (:func:`losses.check_slot_spec`)."""
     for slot, spec in loss.items():
         if slot == "balance":
-            if spec not in ("fixed", "uncertainty"):
-                raise ConfigError(f"loss.balance: expected 'fixed' or 'uncertainty', got {spec!r}")
+            try:
+                parse_balance(spec)
+            except losses.LossConfigError as err:
+                raise ConfigError(str(err)) from None
             continue
         if slot not in slots:
             raise ConfigError(f"loss.{slot}: this task has no such loss slot; slots: {', '.join(slots)}")

@@ -145,3 +145,36 @@ def test_normalizer_divides_terms_before_uncertainty_weighting():
     expected = math.exp(-0.5) * 1.5 / 4 + 0.5 + math.exp(1.0) * 2.5 / 4 - 1.0  # log-variances are not divided
     assert total.item() == pytest.approx(expected, rel=1e-6)
     assert terms["toy_sqr"].item() == pytest.approx(2.5 / 4)
+
+
+def test_dwa_weights_follow_the_ratio_of_the_last_two_epoch_means():
+    slot = losses.build_slot("toy_mean + toy_sqr", balance={"name": "dwa", "temperature": 2.0})
+    slot.train()
+    epoch_means = [(2.0, 4.0), (1.0, 3.0)]  # term 0 halves, term 1 falls by a quarter
+    for epoch, (mean, sqr) in enumerate(epoch_means):
+        slot.set_epoch(epoch)
+        assert slot.dwa.weights.tolist() == [1.0, 1.0]  # equal weights for the first two epochs
+        for _ in range(3):
+            slot.forward_terms(torch.tensor([mean]), torch.tensor([0.0]))  # toy_mean = mean
+            slot.dwa.sums[1] += sqr - mean**2  # make the second term's epoch mean exactly `sqr`
+    slot.set_epoch(2)
+    rates = torch.tensor([1.0 / 2.0, 3.0 / 4.0])
+    expected = 2 * torch.softmax(rates / 2.0, dim=0)
+    torch.testing.assert_close(slot.dwa.weights, expected)
+    total, terms = slot.forward_terms(PRED, TARGET)
+    assert total.item() == pytest.approx(expected[0].item() * 1.5 + expected[1].item() * 2.5, rel=1e-6)
+    fresh = losses.build_slot("toy_mean + toy_sqr", balance="dwa")
+    fresh.load_state_dict(slot.state_dict())  # resumed runs continue with the same weights and history
+    torch.testing.assert_close(fresh.dwa.weights, slot.dwa.weights)
+    torch.testing.assert_close(fresh.dwa.history, slot.dwa.history)
+
+
+def test_dwa_ignores_validation_and_rejects_bad_options():
+    slot = losses.build_slot("toy_mean + toy_sqr", balance="dwa")
+    slot.eval()
+    slot(PRED, TARGET)
+    assert float(slot.dwa.count) == 0
+    for bad, message in [("dwaa", "expected one of"), ({"name": "dwa", "temperature": 0}, "temperature"),
+                         ({"name": "dwa", "alpha": 1}, "dwa takes temperature")]:
+        with pytest.raises(losses.LossConfigError, match=message):
+            losses.build_slot("toy_mean + toy_sqr", balance=bad)
