@@ -1,8 +1,9 @@
 """The contract every registered loss honours, checked over ``losses.available()`` (later additions too).
 
 Each loss is built with its defaults (``PARAMS`` adds required parameters) and called on its
-family's inputs (``FAMILY_INPUTS``, after ``losses.registry.FAMILY_CALLS``; ``INPUTS`` replaces them
-for a loss that needs other tensors). It must give
+family's inputs (``FAMILY_INPUTS``: after ``losses.registry.FAMILY_CALLS``, or the tensors the loss
+declares in its ``INPUTS`` attribute; ``INPUTS`` here replaces them for a loss that needs other
+tensors). It must give
 
 * a finite float32 scalar and finite gradients (for its inputs and its own parameters);
 * with ``reduction``: "sum" = the sum of "none" and "mean" = the mean of "none" (``MEAN_OF_NONE``
