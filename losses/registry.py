@@ -98,9 +98,8 @@ class LossInfo:
 
     ``parameters`` maps each constructor parameter to its default (``inspect.Parameter.empty`` if
     required) and ``args`` to its ``Args:`` description; ``shape`` maps each input and ``output`` to
-    its ``Shape:`` line; ``call`` is those lines joined (without them: a legacy ``Call:`` section, else
-    the family's :data:`FAMILY_CALLS`); ``compile`` is the ``Compile:`` note of a loss that does not
-    compile to one graph.
+    its ``Shape:`` line; ``call`` is those lines joined (without them: the family's :data:`FAMILY_CALLS`);
+    ``compile`` is the ``Compile:`` note of a loss that does not compile to one graph.
     """
 
     name: str
@@ -122,7 +121,7 @@ class LossInfo:
             lines.append(f"  aliases:   {', '.join(self.aliases)}")
         params = {k: k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in self.parameters.items()}
         lines += _table("params", {params[k]: self.args.get(k, "") for k in params}) or ["  params:    -"]
-        lines += _table("shape", self.shape) or ["  call:      " + self.call.replace("\n", "\n             ")]
+        lines += _table("shape", self.shape) or [f"  call:      {self.call}"]
         if self.formula:
             lines.append("  formula:   " + self.formula.replace("\n", "\n             "))
         if self.reference:
@@ -207,7 +206,7 @@ def info(name: str) -> LossInfo:
         name=entry.name,
         family=entry.family,
         summary=entry.summary,
-        call="; ".join(f"{k}: {v}" for k, v in shape.items()) or sections.get("call") or FAMILY_CALLS[entry.family],
+        call="; ".join(f"{k}: {v}" for k, v in shape.items()) or FAMILY_CALLS[entry.family],
         parameters=entry.parameters(),
         formula=sections.get("formula", ""),
         reference=sections.get("reference", ""),
@@ -256,14 +255,13 @@ def check_params(name: str, params: Mapping[str, Any] | None) -> LossEntry:
     return entry
 
 
-_SECTION = re.compile(r"^(?:(Formula|References?|Shapes?|Call|Examples?|Args)\s*:\s*|(Compile):\s*(.+))$")
+_SECTION = re.compile(r"^(?:(Formula|References?|Shapes?|Examples?|Args)\s*:\s*|(Compile):\s*(.+))$")
 _ITEM = re.compile(r"^(?:- )?\**(\w+)(?: \([^)]*\))?\s*:\s*(.*)$")
 
 
 def _parse_docstring(doc: str) -> dict[str, str]:
-    """Split a docstring into ``summary`` and its sections: formula, reference, args, shape, call, example.
+    """Split a docstring into ``summary`` and its sections: formula, reference, args, shape, example, compile.
 
-    ``Call:`` is the older free-text form of ``Shape:``; :func:`info` uses it only when there is no ``Shape:``.
     ``Compile:`` is the one section whose text starts on its header line (``Compile: reason ...``).
     """
     lines = doc.splitlines()
