@@ -760,7 +760,7 @@ class Pinball(Quantile):
     @property
     def levels(self) -> tuple[float, ...]:
         """The quantile levels as Python floats."""
-        return tuple(float(q) for q in self.quantiles.tolist())
+        return tuple(round(float(q), 6) for q in self.quantiles.tolist())  # float32 buffer: 0.1 -> 0.1
 
 
 @register("huber_quantile", family="forecasting")

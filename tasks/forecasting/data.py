@@ -224,32 +224,40 @@ class WindowDataset(Dataset):
         scaler: Scaler,
         offset: int = 0,
     ) -> None:
-        self.values = torch.as_tensor(values, dtype=torch.float32)
         self.context, self.horizon, self.season = context, horizon, season
         self.scaler, self.offset = scaler, offset
         span = context + horizon
         self.starts = list(range(0, max(values.shape[0] - span + 1, 0), stride))
         self.columns = values.shape[1]
+        # every window at once, (columns * windows, span), and the naive scales of its context
+        series = torch.as_tensor(values, dtype=torch.float32).T
+        if self.starts:
+            windows = series.unfold(1, span, 1)[:, self.starts].reshape(-1, span)
+        else:
+            windows = series.new_zeros(0, span)
+        self.windows = windows
+        self.scale = naive_scale(windows[:, :context], season, power=1) if len(windows) else windows[:, 0]
+        self.sq_scale = naive_scale(windows[:, :context], season, power=2) if len(windows) else windows[:, 0]
+        self.data_loc = torch.as_tensor(scaler.loc, dtype=torch.float32)
+        self.data_scale = torch.as_tensor(scaler.scale, dtype=torch.float32)
 
     def __len__(self) -> int:
-        return len(self.starts) * self.columns
+        return len(self.windows)
 
     def window(self, index: int) -> tuple[int, int]:
         """(column, start within the split) of window ``index``."""
         return index // len(self.starts), self.starts[index % len(self.starts)]
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
-        column, start = self.window(SampleKey.of(key).index)
-        series = self.values[:, column]
-        context = series[start : start + self.context]
-        target = series[start + self.context : start + self.context + self.horizon]
+        index = SampleKey.of(key).index
+        column, start = self.window(index)
         return {
-            "context": context,
-            "target": target,
-            "scale": naive_scale(context, self.season, power=1),
-            "sq_scale": naive_scale(context, self.season, power=2),
-            "data_loc": torch.tensor(self.scaler.loc[column], dtype=torch.float32),
-            "data_scale": torch.tensor(self.scaler.scale[column], dtype=torch.float32),
+            "context": self.windows[index, : self.context],
+            "target": self.windows[index, self.context :],
+            "scale": self.scale[index],
+            "sq_scale": self.sq_scale[index],
+            "data_loc": self.data_loc[column],
+            "data_scale": self.data_scale[column],
             "column": column,
             "start": self.offset + start,
         }

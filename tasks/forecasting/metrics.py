@@ -7,7 +7,10 @@ context window (:func:`losses.forecasting.naive_scale`), CRPS is the closed form
 draws), twice the mean pinball loss over the levels for a quantile head (the quantile-score
 approximation of the CRPS integral) and the absolute error for a point forecast. MAE and RMSE
 average over every window and step. ``coverage`` is the share of targets inside the central
-``interval`` (e.g. the 10%-90% quantiles for 80%), ``width`` the mean width of that interval.
+``interval`` (e.g. the 10%-90% quantiles for 80%), ``width`` the mean width of that interval;
+``below`` the share of targets below each predicted quantile level (quantile heads; for a normal
+head at the levels of :data:`losses.forecasting.DEFAULT_QUANTILES`, from its CDF): calibrated
+forecasts give the level itself.
 All are ``torchmetrics.MeanMetric``, so they are reduced over DDP ranks.
 """
 
@@ -19,7 +22,16 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from losses.forecasting import MASE, SMAPE, Pinball, crps_gaussian, crps_sample, naive_scale, seasonal_naive
+from losses.forecasting import (
+    DEFAULT_QUANTILES,
+    MASE,
+    SMAPE,
+    Pinball,
+    crps_gaussian,
+    crps_sample,
+    naive_scale,
+    seasonal_naive,
+)
 from tasks.forecasting.model import HeadPlan, distribution
 
 FORECASTERS = ("model", "snaive", "naive")
@@ -98,6 +110,8 @@ class ForecastMetrics(nn.Module):
         super().__init__()
         self.plan, self.season, self.level = plan, season, level
         self.means = nn.ModuleDict({f"{w}_{m}": MeanMetric() for w in FORECASTERS for m in METRICS})
+        self.levels = plan.levels if plan.kind == "quantile" else DEFAULT_QUANTILES if plan.kind == "normal" else ()
+        self.below = nn.ModuleList(MeanMetric() for _ in self.levels)
         self.smape = SMAPE(reduction="none")
         self.mase = MASE(reduction="none")
 
@@ -116,6 +130,13 @@ class ForecastMetrics(nn.Module):
             self.means[f"{who}_smape"].update(100.0 * self.smape(forecast, target))
             self.means[f"{who}_mase"].update(self.mase(forecast, target, scale))
             self.means[f"{who}_crps"].update(error.abs() if who != "model" else crps(self.plan, units))
+        if self.plan.kind == "quantile":
+            for i, metric in enumerate(self.below):
+                metric.update((target <= units["quantiles"][..., i]).float())
+        elif self.plan.kind == "normal":
+            pit = torch.distributions.Normal(units["loc"], units["sigma"]).cdf(target)
+            for level, metric in zip(self.levels, self.below):
+                metric.update((pit <= level).float())
         bounds = interval(self.plan, units, self.level)
         if bounds is not None:
             low, high = bounds
@@ -125,8 +146,12 @@ class ForecastMetrics(nn.Module):
         return units
 
     def compute(self) -> dict[str, dict[str, float]]:
-        """``{forecaster: {metric: value}}`` (NaN where not defined) and reset."""
+        """``{forecaster: {metric: value}}`` (NaN where not defined), ``{"below": {level: share}}``; resets."""
         table: dict[str, dict[str, float]] = {w: {} for w in FORECASTERS}
+        table["below"] = {}
+        for level, metric in zip(self.levels, self.below):
+            table["below"][level] = float(metric.compute()) if metric.update_called else math.nan
+            metric.reset()
         for key, metric in self.means.items():
             who, name = key.split("_", 1)
             has_data = bool(metric.update_called)

@@ -173,6 +173,7 @@ class ForecastingTask(LossTask):
         values = {f"{stage}/{name}": value for name, value in table["model"].items() if not math.isnan(value)}
         for who in ("snaive", "naive"):
             values.update({f"{stage}/{who}/{name}": table[who][name] for name in ("mae", "rmse", "smape", "mase")})
+        values.update({f"{stage}/below/q{level:g}": v for level, v in table["below"].items() if not math.isnan(v)})
         snaive = table["snaive"]["mase"]
         if snaive > 0:
             values[f"{stage}/mase_vs_snaive"] = table["model"]["mase"] / snaive
@@ -219,6 +220,9 @@ class ForecastingTask(LossTask):
         if not console.is_terminal:  # a log file: no need to wrap at 80 columns
             console = Console(width=120)
         console.print(rich_table)
+        if table["below"]:
+            shares = ", ".join(f"{level:g}: {v:.2f}" for level, v in table["below"].items())
+            console.print(f"share of targets below each predicted quantile (calibrated = the level): {shares}")
         console.print(f"saved {path}")
 
     @rank_zero_only

@@ -133,6 +133,7 @@ def test_short_fit_logs_metrics_beside_the_baselines(tmp_path, loss, arch):
     assert ("val/coverage" in metrics) == (loss != "mae")
     if loss != "mae":
         assert 0.0 <= float(metrics["val/coverage"]) <= 1.0 and float(metrics["val/width"]) > 0
+        assert 0.0 <= float(metrics["val/below/q0.5"]) <= 1.0  # calibration per quantile level
     table = list(csv.reader((tmp_path / "forecast_metrics_val.csv").open()))
     assert table[0] == ["forecaster", "mae", "rmse", "smape", "mase", "crps", "coverage", "width"]
     assert [row[0].split(" ")[0] for row in table[1:]] == [arch, "seasonal", "naive"]
