@@ -11,6 +11,7 @@ from losses import (  # noqa: F401  (populate registry)
     compound,
     forecasting,
     generative,
+    image,
     margin,
     metric,
     overlap,
