@@ -63,11 +63,7 @@ class Schedule:
     def parse(cls, spec: Mapping[str, Any] | None, where: str = "schedule") -> Schedule | None:
         if spec is None:
             return None
-        if not isinstance(spec, Mapping):
-            raise LossConfigError(f"{where}: expected a mapping like {{warmup_epochs: 2}}, got {spec!r}")
-        unknown = set(spec) - _SCHEDULE_KEYS
-        if unknown:
-            raise LossConfigError(f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(_SCHEDULE_KEYS)}")
+        _check_mapping(spec, _SCHEDULE_KEYS, where, "{warmup_epochs: 2}")
         if "warmup_epochs" in spec:
             if set(spec) - {"warmup_epochs"}:
                 raise LossConfigError(f"{where}: warmup_epochs cannot be combined with start/end/epochs")
@@ -184,17 +180,16 @@ def parse_group_options(value: Any, where: str) -> dict[str, float] | None:
     """Validate an optimiser-group mapping ``{lr_mult: float >= 0, weight_decay: float >= 0}``."""
     if value is None:
         return None
+    _check_mapping(value, _TERM_OPTIM_KEYS, where, "{lr_mult: 10, weight_decay: 0}")
+    return {key: _number(value, key, where) for key in value}
+
+
+def _check_mapping(value: Any, accepted: set[str], where: str, example: str) -> None:
     if not isinstance(value, Mapping):
-        raise LossConfigError(f"{where}: expected a mapping like {{lr_mult: 10, weight_decay: 0}}, got {value!r}")
-    unknown = set(value) - _TERM_OPTIM_KEYS
+        raise LossConfigError(f"{where}: expected a mapping like {example}, got {value!r}")
+    unknown = set(value) - accepted
     if unknown:
-        raise LossConfigError(f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(_TERM_OPTIM_KEYS)}")
-    out = {}
-    for key, number in value.items():
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number >= 0:
-            raise LossConfigError(f"{where}.{key}: expected a number >= 0, got {number!r}")
-        out[key] = float(number)
-    return out
+        raise LossConfigError(f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(accepted)}")
 
 
 class Composite(nn.Module):
