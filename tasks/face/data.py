@@ -1,0 +1,213 @@
+"""Identity folders for training, verification pairs for evaluation; the face datamodule.
+
+Formats (what users bring and what the embedded synthetic set is written as)::
+
+    root/<train_dir>/<identity>/<image>.png|jpg     one folder per identity (ImageFolder style)
+    root/<pairs>                                      verification pairs: a CSV with a header
+                                                      ``path1,path2,same`` (paths relative to root,
+                                                      same in {0, 1}) or an LFW ``pairs.txt``
+
+LFW ``pairs.txt``: lines ``name idx1 idx2`` (same person) and ``name1 idx1 name2 idx2`` (different),
+images at ``root/<lfw_images>/<name>/<name>_<idx:04d>.jpg``; a first line holding only numbers
+(the fold header) is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from tasks.face.synthetic import generate_identities
+from tasks.sampling import SampleKey, seeded_loader
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SYNTHETIC_KEYS = (
+    "num_identities", "images_per_identity", "num_val_identities", "val_images_per_identity", "num_pairs", "size",
+    "seed",
+)
+
+
+def _load(path: Path) -> Tensor:
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+
+
+class RandomShift(torch.nn.Module):
+    """Zero-pad by ``pad`` pixels and crop back to the input size at a random offset (a translation jitter)."""
+
+    def __init__(self, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, image: Tensor) -> Tensor:
+        h, w = image.shape[-2:]
+        padded = torch.nn.functional.pad(image, (self.pad,) * 4)
+        i, j = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+        return padded[..., i : i + h, j : j + w]
+
+
+def build_transform(train: bool, image_size: int | None) -> v2.Transform:
+    steps: list[v2.Transform] = []
+    if image_size is not None:
+        steps.append(v2.Resize((image_size, image_size), antialias=True))
+    if train:
+        steps += [v2.RandomHorizontalFlip(), RandomShift(max(1, (image_size or 32) // 16))]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    return v2.Compose(steps)
+
+
+class IdentityFolder(Dataset):
+    """``root/<identity>/<image>``: (image, identity index); identities sorted by folder name."""
+
+    def __init__(self, root: Path, transform: v2.Transform | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data: identity folder {self.root} does not exist (expected root/<identity>/*)")
+        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        self.samples = [
+            (image, label)
+            for label, name in enumerate(self.classes)
+            for image in sorted((self.root / name).iterdir())
+            if image.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not self.samples:
+            raise FileNotFoundError(f"data: no images under {self.root}/<identity>/ (expected {IMAGE_SUFFIXES})")
+        self.transform = transform
+        self._cache: dict[int, Tensor] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, int]:
+        index, seed = SampleKey.of(key)
+        path, label = self.samples[index]
+        if index not in self._cache:  # decoded once: identity sets for CPU recipes are small
+            self._cache[index] = _load(path)
+        image = self._cache[index]
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self.transform(image)
+        return image, label
+
+
+def read_pairs(root: Path, pairs: str, lfw_images: str = "lfw") -> list[tuple[Path, Path, int]]:
+    """Verification pairs from a ``path1,path2,same`` CSV or an LFW ``pairs.txt`` (see the module docstring)."""
+    path = root / pairs
+    if not path.is_file():
+        raise FileNotFoundError(f"data.pairs: {path} does not exist")
+    out: list[tuple[Path, Path, int]] = []
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or not {"path1", "path2", "same"} <= set(rows[0]):
+            raise ValueError(f"data.pairs: {path} needs a header path1,path2,same")
+        out = [(root / r["path1"], root / r["path2"], int(r["same"])) for r in rows]
+    else:
+        def image(name: str, idx: str) -> Path:
+            return root / lfw_images / name / f"{name}_{int(idx):04d}.jpg"
+
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if not parts or all(p.isdigit() for p in parts):
+                continue
+            if len(parts) == 3:
+                out.append((image(parts[0], parts[1]), image(parts[0], parts[2]), 1))
+            elif len(parts) == 4:
+                out.append((image(parts[0], parts[1]), image(parts[2], parts[3]), 0))
+            else:
+                raise ValueError(f"data.pairs: {path}: unreadable line {line!r}")
+    missing = [str(p) for a, b, _ in out for p in (a, b) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"data.pairs: {len(missing)} image(s) listed in {path} are missing, e.g. {missing[:2]}")
+    if not out:
+        raise ValueError(f"data.pairs: {path} lists no pairs")
+    return out
+
+
+class PairDataset(Dataset):
+    """(image1, image2, same) for verification."""
+
+    def __init__(self, pairs: list[tuple[Path, Path, int]], transform: v2.Transform) -> None:
+        self.pairs = pairs
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Tensor, int]:
+        a, b, same = self.pairs[SampleKey.of(key).index]
+        return self.transform(_load(a)), self.transform(_load(b)), same
+
+
+class FaceDataModule(L.LightningDataModule):
+    """Identity folders + verification pairs (``root``), or the embedded synthetic identities when ``root`` is null.
+
+    The synthetic set is generated on first use under ``cache_dir`` with the settings in
+    ``synthetic`` (num_identities, images_per_identity, num_val_identities, val_images_per_identity,
+    num_pairs, size, seed); its verification identities are disjoint from the training ones.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_dir: str = "train",
+        pairs: str = "val_pairs.csv",
+        test_pairs: str | None = None,
+        lfw_images: str = "lfw",
+        image_size: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        augment: bool = True,
+        synthetic: dict[str, Any] | None = None,
+        cache_dir: str = "data/generated/face_identities",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root) if root is not None else None
+        self.train_dir, self.pairs, self.test_pairs, self.lfw_images = train_dir, pairs, test_pairs, lfw_images
+        self.image_size, self.batch_size, self.num_workers, self.augment = image_size, batch_size, num_workers, augment
+        self.synthetic = dict(synthetic or {})
+        unknown = set(self.synthetic) - set(SYNTHETIC_KEYS)
+        if unknown:
+            raise ValueError(f"data.synthetic: unknown key(s) {sorted(unknown)}; accepted: {', '.join(SYNTHETIC_KEYS)}")
+        self.cache_dir = Path(cache_dir)
+        self.seed = seed
+
+    def _root(self) -> Path:
+        return self.root if self.root is not None else generate_identities(self.cache_dir, **self.synthetic)
+
+    def prepare_data(self) -> None:
+        self._root()
+
+    def setup(self, stage: str | None = None) -> None:
+        root = self._root()
+        self.train_set = IdentityFolder(root / self.train_dir, build_transform(self.augment, self.image_size))
+        evaluation = build_transform(False, self.image_size)
+        self.val_set = PairDataset(read_pairs(root, self.pairs, self.lfw_images), evaluation)
+        self.test_set = PairDataset(read_pairs(root, self.test_pairs or self.pairs, self.lfw_images), evaluation)
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_set.num_classes
+
+    def train_dataloader(self) -> DataLoader:
+        return seeded_loader(self.train_set, self.batch_size, self.num_workers, self.seed, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return seeded_loader(self.val_set, self.batch_size, self.num_workers, self.seed, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return seeded_loader(self.test_set, self.batch_size, self.num_workers, self.seed, shuffle=False)

@@ -1,0 +1,152 @@
+"""The face task: synthetic identities in folder format, pair readers, verification metrics, slots, a short fit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import losses
+from tasks.face import FaceDataModule, FaceTask
+from tasks.face.data import IdentityFolder, read_pairs
+from tasks.face.metrics import kfold_accuracy, tar_at_far
+from tasks.face.synthetic import generate_identities
+from tasks.optim import parameter_groups
+
+TINY = {
+    "num_identities": 6, "images_per_identity": 4, "num_val_identities": 4, "val_images_per_identity": 3,
+    "num_pairs": 10, "size": 16, "seed": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def face_root(tmp_path_factory) -> Path:
+    return generate_identities(tmp_path_factory.mktemp("faces"), **TINY)
+
+
+def _task(**kwargs) -> FaceTask:
+    params = {"num_classes": 6, "embedding_size": 8, "backbone": "small_cnn", "width": 4, **kwargs}
+    return FaceTask(**params)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_synthetic_identities_are_written_as_folders_with_disjoint_verification_identities(face_root):
+    train = IdentityFolder(face_root / "train")
+    assert train.num_classes == 6 and len(train) == 24
+    image, label = train[5]
+    assert image.shape == (3, 16, 16) and image.dtype == torch.uint8 and label == 1
+    pairs = read_pairs(face_root, "val_pairs.csv")
+    assert len(pairs) == 20 and sum(s for *_, s in pairs) == 10
+    val_ids = {p.parent.name for a, b, _ in pairs for p in (a, b)}
+    assert val_ids.isdisjoint(train.classes)
+    assert all((a.parent.name == b.parent.name) == bool(s) for a, b, s in pairs)
+    marker = (face_root / "settings.json").stat().st_mtime_ns
+    generate_identities(face_root, **TINY)  # same settings: nothing rewritten
+    assert (face_root / "settings.json").stat().st_mtime_ns == marker
+
+
+def test_views_of_one_identity_differ(face_root):
+    train = IdentityFolder(face_root / "train")
+    first, second = train[0][0].float(), train[1][0].float()
+    assert (first - second).abs().mean() > 5  # pose, lighting and noise change every view
+
+
+def test_lfw_pairs_txt_and_missing_files(tmp_path, face_root):
+    for name, idx in (("Ann", 1), ("Ann", 2), ("Bob", 1)):
+        folder = tmp_path / "lfw" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}_{idx:04d}.jpg").write_bytes(b"")
+    (tmp_path / "pairs.txt").write_text("1\t2\nAnn\t1\t2\nAnn\t1\tBob\t1\n")
+    pairs = read_pairs(tmp_path, "pairs.txt")
+    assert [(a.name, b.name, s) for a, b, s in pairs] == [("Ann_0001.jpg", "Ann_0002.jpg", 1),
+                                                         ("Ann_0001.jpg", "Bob_0001.jpg", 0)]
+    with open(tmp_path / "bad.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path1", "path2", "same"], ["x.png", "y.png", 1]])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        read_pairs(tmp_path, "bad.csv")
+    with pytest.raises(ValueError, match="synthetic"):
+        FaceDataModule(synthetic={"identities": 3})
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_kfold_accuracy_chooses_the_threshold_on_the_other_folds():
+    # separable except one fold whose own best threshold would differ from the others'
+    scores = torch.tensor([0.9, 0.1, 0.8, 0.2, 0.45, 0.55])
+    same = torch.tensor([1, 0, 1, 0, 1, 0])
+    # folds of 2: the first two folds choose a threshold in (0.2, 0.8) -> 1.0 each; fold 3 is judged
+    # with the threshold chosen on folds 1-2 (between 0.2 and 0.8 at the midpoint set): 0.45 < t < 0.55 fails
+    value = float(kfold_accuracy(scores, same, folds=3))
+    assert value < 1.0
+    assert float(kfold_accuracy(torch.tensor([0.9, 0.8, 0.1, 0.2] * 5), torch.tensor([1, 1, 0, 0] * 5))) == 1.0
+
+
+def test_tar_at_far_uses_the_strictest_allowed_impostor_threshold():
+    genuine = torch.tensor([0.9, 0.7, 0.55, 0.3])
+    impostor = torch.linspace(0.0, 0.6, 10)  # highest 0.6
+    scores, same = torch.cat((genuine, impostor)), torch.cat((torch.ones(4), torch.zeros(10)))
+    assert float(tar_at_far(scores, same, 1e-3)) == 0.5  # no false accept allowed: threshold 0.6
+    assert float(tar_at_far(scores, same, 0.1)) == 0.75  # one false accept allowed: threshold 0.533
+
+
+# --------------------------------------------------------------------------- task
+
+
+def test_slots_inject_sizes_and_loss_parameters_get_their_own_groups():
+    task = _task(loss={"head": "cosface", "aux": [{"name": "center", "weight": 0.01, "optim": {"lr_mult": 5.0}}]},
+                 optim={"name": "sgd", "lr": 0.1})
+    head = task.loss_slots["head"].terms[0]
+    assert head.weight.shape == (6, 8)
+    assert task.loss_slots["aux"].terms[0].centers.shape == (6, 8)
+    groups = {g["name"]: g for g in parameter_groups(task.optim_specs[next(iter(task.optim_specs))],
+                                                     task.optimizer_parameters(""), task.loss_slots)}
+    assert groups["loss"]["params"] == [head.weight]
+    assert groups["loss/aux/center"]["lr"] == pytest.approx(0.5)
+    with pytest.raises(losses.LossConfigError, match="loss.head: 'triplet' is a metric loss"):
+        _task(loss={"head": "triplet"})
+
+
+def test_flip_summed_embeddings_are_flip_invariant_and_unit_norm():
+    task = _task().eval()
+    images = torch.randn(3, 3, 16, 16)
+    a, norms = task.embed(images)
+    b, _ = task.embed(images.flip(-1))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(3))
+    assert norms.shape == (3,)
+
+
+@pytest.mark.parametrize("head", ["adaface"])  # arcface, curricularface: same path, covered in test_angular
+def test_fit_a_few_steps_and_log_verification_metrics(head, face_root, tmp_path):
+    datamodule = FaceDataModule(root=str(face_root), batch_size=8)
+    task = _task(loss={"head": head, "aux": "center"}, folds=4)
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=datamodule)
+    metrics = trainer.callback_metrics
+    assert 0.0 <= float(metrics["val/verification_acc"]) <= 1.0
+    assert {"val/tar@far1e-3", "val/embedding_norm_mean", "train/loss/head", "train/loss/aux"} <= set(metrics)
+    assert torch.isfinite(metrics["train/loss"])
+
+
+def test_num_classes_must_match_the_training_folder(face_root, tmp_path):
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="model.num_classes: 6"):
+        trainer.fit(_task(num_classes=5), datamodule=FaceDataModule(root=str(face_root), batch_size=8))
+
+
+def test_recipe_validates_before_data_is_read():
+    from trainer.build import validate
+    from trainer.config import load_config
+
+    validate(load_config("configs/face/synthetic.yaml"))
+    with pytest.raises(Exception, match="loss.head"):
+        validate(load_config("configs/face/synthetic.yaml", ["loss.head=dice"]))
