@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from tasks.tabular.data import Encoded, Preprocessor
 from tasks.tabular.metrics import TabularMetrics
@@ -38,8 +39,8 @@ def _hgb_matrix(pre: Preprocessor, encoded: Encoded) -> tuple[np.ndarray, np.nda
     return matrix, (mask if mask.any() else None)
 
 
-def fit_baselines(pre: Preprocessor, train: Encoded, seed: int = 0) -> dict[str, Any]:
-    """``{"linear": model, "hgb": model}`` fitted on the encoded training split."""
+def fit_baselines(pre: Preprocessor, train: Encoded, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """``{"linear": model, "hgb": model}`` fitted on the encoded training split (``threads``: OpenMP/BLAS limit)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -53,7 +54,7 @@ def fit_baselines(pre: Preprocessor, train: Encoded, seed: int = 0) -> dict[str,
         y = pre.decode_target(train.target.astype(np.float64))
         linear = Ridge(alpha=1.0)
         hgb = HistGradientBoostingRegressor(random_state=seed, categorical_features=mask)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(threads):
         warnings.simplefilter("ignore")  # convergence chatter on tiny tables; the metrics tell the story
         linear.fit(pre.one_hot(train), y)
         hgb.fit(matrix, y)
@@ -73,20 +74,21 @@ def baseline_output(name: str, model: Any, pre: Preprocessor, encoded: Encoded) 
 
 
 def evaluate_baselines(
-    pre: Preprocessor, encoded: dict[str, Encoded], splits: tuple[str, ...], seed: int = 0
+    pre: Preprocessor, encoded: dict[str, Encoded], splits: tuple[str, ...], seed: int = 0, threads: int | None = None
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{baseline: {split: {metric: value}}}`` for models fitted on ``encoded["train"]``."""
-    models = fit_baselines(pre, encoded["train"], seed)
+    models = fit_baselines(pre, encoded["train"], seed, threads)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name, model in models.items():
-        results[name] = {}
-        for split in splits:
-            data = encoded[split]
-            assert data.target is not None
-            target = torch.as_tensor(data.target)
-            if pre.problem != "classification":
-                target = torch.as_tensor(pre.decode_target(data.target.astype(np.float64)), dtype=torch.float32)
-            metrics = TabularMetrics(pre.problem, max(2, len(pre.classes)))
-            metrics.update(baseline_output(name, model, pre, data), target)
-            results[name][split] = metrics.compute()
+    with threadpool_limits(threads):
+        for name, model in models.items():
+            results[name] = {}
+            for split in splits:
+                data = encoded[split]
+                assert data.target is not None
+                target = torch.as_tensor(data.target)
+                if pre.problem != "classification":
+                    target = torch.as_tensor(pre.decode_target(data.target.astype(np.float64)), dtype=torch.float32)
+                metrics = TabularMetrics(pre.problem, max(2, len(pre.classes)))
+                metrics.update(baseline_output(name, model, pre, data), target)
+                results[name][split] = metrics.compute()
     return results

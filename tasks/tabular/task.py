@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
@@ -155,6 +156,7 @@ class TabularTask(LossTask):
         periodic_sigma: float = 1.0,
         periodic_dim: int = 16,
         binary_head: str = "auto",
+        cpu_threads: int = 1,
         schema: dict[str, Any] | None = None,
         loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
@@ -170,6 +172,8 @@ class TabularTask(LossTask):
                 raise ValueError(f"model.{key}: expected an integer >= 1, got {value!r}")
         if not isinstance(num_layers, int) or num_layers < 0:
             raise ValueError(f"model.num_layers: expected an integer >= 0, got {num_layers!r}")
+        if not isinstance(cpu_threads, int) or cpu_threads < 0:
+            raise ValueError(f"model.cpu_threads: expected an integer >= 0 (0: torch's default), got {cpu_threads!r}")
         if not 0 <= dropout < 1:
             raise ValueError(f"model.dropout: expected a probability in [0, 1), got {dropout!r}")
         loss = dict(loss or {})
@@ -220,6 +224,9 @@ class TabularTask(LossTask):
             raise ValueError("data: the tabular task needs a TabularDataModule")
         if self.schema is None:
             self.build(datamodule.schema())
+        if self.hparams.cpu_threads and isinstance(self.trainer.accelerator, CPUAccelerator):
+            # rows of a few hundred features: intra-op threads cost more than they save (10x on a busy machine)
+            torch.set_num_threads(self.hparams.cpu_threads)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint's schema wins over the current data's: same network shape, classes and class weights."""
@@ -332,7 +339,9 @@ class TabularTask(LossTask):
         """Print the network's metrics beside the baselines (fitted on the same training split); save them as CSV."""
         datamodule = self.trainer.datamodule
         splits = tuple(model)
-        baselines = evaluate_baselines(datamodule.preprocessor, datamodule.encoded, splits, datamodule.seed)
+        baselines = evaluate_baselines(
+            datamodule.preprocessor, datamodule.encoded, splits, datamodule.seed, self.hparams.cpu_threads or None
+        )
         names = metric_names(self.problem)
         rows = []
         for split in splits:
