@@ -23,8 +23,9 @@ def _accuracies(scores: Tensor, same: Tensor, thresholds: Tensor) -> Tensor:
 def kfold_accuracy(scores: Tensor, same: Tensor, folds: int = 10) -> Tensor:
     """Mean over ``folds`` contiguous folds of the test-fold accuracy at the threshold best on the other folds.
 
-    The LFW protocol as insightface evaluates it (``KFold(n_splits=10, shuffle=False)``); candidate
-    thresholds are midpoints between consecutive sorted scores (and both ends).
+    The LFW protocol as insightface evaluates it (``KFold(n_splits=10, shuffle=False)``): folds follow
+    the pair order, so the pair list must mix genuine and impostor pairs (LFW's and the synthetic set's
+    do). Candidate thresholds are midpoints between consecutive sorted scores (and both ends).
     """
     scores, same = scores.double().flatten(), same.flatten()
     n = scores.numel()

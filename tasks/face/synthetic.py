@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-VERSION = 1
+VERSION = 2
 
 
 def _identity(rng: np.random.Generator) -> dict[str, np.ndarray | float]:
@@ -130,7 +130,8 @@ def _pairs(folders: list[list[str]], num_pairs: int, rng: np.random.Generator) -
     while len(pairs) < 2 * num_pairs:
         i, j = rng.choice(len(folders), 2, replace=False)
         pairs.add((folders[i][rng.integers(len(folders[i]))], folders[j][rng.integers(len(folders[j]))], 0))
-    return sorted(pairs, key=lambda p: (p[2], p[0], p[1]))
+    ordered = sorted(pairs, key=lambda p: (p[2], p[0], p[1]))
+    return [ordered[i] for i in rng.permutation(len(ordered))]  # mixed, so every contiguous fold holds both kinds
 
 
 def generate_identities(
