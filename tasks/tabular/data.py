@@ -292,7 +292,7 @@ class Preprocessor:
         """Fit on the training rows only (``classes``: every label of the labelled table, in index order)."""
         pre = cls(columns.target, problem, list(columns.numeric), list(columns.categorical), scaler)
         for name in pre.numeric:
-            values = numeric_values(train[name], f"data.numeric ({name})")
+            values = numeric_values(train[name], "data.numeric")
             observed = values[~np.isnan(values)]
             if observed.size == 0:
                 raise ValueError(f"data.numeric: column {name!r} has no value in the training split; drop it")
@@ -345,7 +345,7 @@ class Preprocessor:
         n = len(frame)
         numeric = np.zeros((n, self.num_numeric), dtype=np.float32)
         for j, name in enumerate(self.numeric):
-            values = numeric_values(frame[name], f"data.numeric ({name})")
+            values = numeric_values(frame[name], "data.numeric")
             absent = np.isnan(values)
             values = np.where(absent, self.fill[j], values)
             if self.scaler == "quantile":
