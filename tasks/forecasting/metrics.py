@@ -4,8 +4,9 @@ One definition each, shared with the losses: sMAPE is :class:`losses.forecasting
 percent), MASE is :class:`losses.forecasting.MASE` with the in-sample seasonal-naive scale of each
 context window (:func:`losses.forecasting.naive_scale`), CRPS is the closed form for a normal head
 (:func:`losses.forecasting.crps_gaussian`), the sample CRPS for other distribution heads (400
-draws), twice the mean pinball loss over the levels for a quantile head (the quantile-score
-approximation of the CRPS integral) and the absolute error for a point forecast. MAE and RMSE
+draws), for a quantile head ``2 sum_l w_l pinball_l`` with midpoint-rule weights ``w_l`` of the levels
+on [0, 1] (the quantile-score form of the CRPS integral, Gneiting & Raftery 2007, eq. 22 -- an
+approximation, coarse with few levels) and the absolute error for a point forecast. MAE and RMSE
 average over every window and step. ``coverage`` is the share of targets inside the central
 ``interval`` (e.g. the 10%-90% quantiles for 80%), ``width`` the mean width of that interval;
 ``below`` the share of targets below each predicted quantile level (quantile heads; for a normal
@@ -90,6 +91,12 @@ def interval(plan: HeadPlan, units: dict[str, Tensor], level: float) -> tuple[Te
     return bounds[0], bounds[1]
 
 
+def _level_weights(levels: tuple[float, ...], like: Tensor) -> Tensor:
+    """Midpoint-rule weights of the levels on [0, 1]: each level owns the span to the midpoints beside it."""
+    edges = [0.0, *((a + b) / 2 for a, b in zip(levels, levels[1:])), 1.0]
+    return torch.tensor([hi - lo for lo, hi in zip(edges, edges[1:])], dtype=like.dtype, device=like.device)
+
+
 def crps(plan: HeadPlan, units: dict[str, Tensor]) -> Tensor:
     """Element-wise CRPS ``(N, H)`` of the model's forecast, in the data's units."""
     target = units["target"]
@@ -97,7 +104,7 @@ def crps(plan: HeadPlan, units: dict[str, Tensor]) -> Tensor:
         return (units["pred"] - target).abs()
     if plan.kind == "quantile":
         pinball = Pinball(list(plan.levels), reduction="none").to(target.device)
-        return 2.0 * pinball(units["quantiles"], target).mean(-1)
+        return 2.0 * (pinball(units["quantiles"], target) * _level_weights(plan.levels, target)).sum(-1)
     if plan.kind == "normal":
         return crps_gaussian(units["loc"], units["sigma"], target)
     return crps_sample(_draws(plan, units), target)

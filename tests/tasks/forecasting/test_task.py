@@ -160,3 +160,15 @@ def test_recipe_validates(loss):
     config = validate(load_config(RECIPE, [f"loss.forecast={loss}"]))
     assert config["task"] == "forecasting" and config["model"]["context"] == config["data"]["context"]
     ForecastingTask(loss=config["loss"], optim=config["optim"], **config["model"])
+
+
+def test_quantile_head_crps_approaches_the_closed_form():
+    from losses.forecasting import crps_gaussian
+    from tasks.forecasting.metrics import crps
+
+    levels = tuple(round(x, 6) for x in torch.linspace(0.005, 0.995, 199).tolist())
+    normal = torch.distributions.Normal(torch.zeros(500), torch.ones(500))
+    y = torch.randn(500, generator=torch.Generator().manual_seed(0)) * 1.3
+    quantiles = torch.stack([normal.icdf(torch.tensor(level)) for level in levels], -1)
+    got = crps(HeadPlan("quantile", ("quantiles",), levels), {"quantiles": quantiles, "target": y}).mean()
+    assert got.item() == pytest.approx(crps_gaussian(torch.zeros(500), torch.ones(500), y).mean().item(), rel=2e-3)
