@@ -174,6 +174,16 @@ def classification_vector(ctx: Ctx) -> Inputs:
     )
 
 
+def images(ctx: Ctx) -> Inputs:
+    """Images (16, 3, 256, 256) in [0, 1] (quick: (4, 3, 128, 128)); pred receives gradients."""
+    shape = (4, 3, 128, 128) if ctx.quick else (16, 3, 256, 256)
+    g = ctx.gen()
+    return (
+        torch.rand(shape, generator=g).to(ctx.device).requires_grad_(True),
+        torch.rand(shape, generator=g).to(ctx.device),
+    )
+
+
 # --------------------------------------------------------------------------- references
 
 
@@ -215,6 +225,16 @@ def _tv(fn_name: str) -> Callable[[], Callable[..., torch.Tensor]]:
 
 def _f(fn: Callable[..., torch.Tensor], **kw: Any) -> Callable[[], Callable[..., torch.Tensor]]:
     return lambda: (lambda pred, target: fn(pred, target, **kw))
+
+
+def _piq(fn_name: str, **kw: Any) -> Callable[[], Callable[..., torch.Tensor]]:
+    def factory() -> Callable[..., torch.Tensor]:
+        import piq
+
+        fn = getattr(piq, fn_name)
+        return lambda pred, target: 1.0 - fn(pred, target, data_range=1.0, **kw)
+
+    return factory
 
 
 # --------------------------------------------------------------------------- the case table
@@ -259,6 +279,10 @@ CASES: dict[str, Case] = {
     ),
     "generalized_dice": Case(seg_index, refs=[("monai GeneralizedDiceLoss", _monai("GeneralizedDiceLoss")), CE_BAR]),
     "lovasz": Case(seg_index, refs=[("smp LovaszLoss", _smp("LovaszLoss")), CE_BAR]),
+    # image
+    "ssim": Case(images, refs=[("piq ssim", _piq("ssim", downsample=False))]),
+    "ms_ssim": Case(images, refs=[("piq multi_scale_ssim", _piq("multi_scale_ssim"))]),
+    "total_variation": Case(images),
 }
 
 # families whose call convention is uniform: any loss without its own case uses these inputs
