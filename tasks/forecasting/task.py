@@ -12,7 +12,8 @@ The loss is computed in the data's scaled units (the scaler is fitted on the tra
 metrics (:mod:`tasks.forecasting.metrics`) are in the data's units, for the model and for the
 seasonal-naive and naive forecasts of the same windows. At the end of fit (validation, last epoch)
 and of test, one table is printed and saved as ``forecast_metrics_<stage>.csv`` in the run folder;
-forecast plots with the prediction interval go to ``predictions/``.
+forecast plots with the prediction interval go to ``predictions/``, and ``predict`` writes the test
+windows' forecasts (point and interval) to ``predictions/forecasts.csv``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
@@ -33,11 +36,41 @@ from torch.utils.data import default_collate
 
 import losses
 from tasks.base import LossTask
-from tasks.forecasting.metrics import FORECASTERS, METRICS, ForecastMetrics
+from tasks.forecasting.metrics import FORECASTERS, METRICS, ForecastMetrics, interval, to_data_units
 from tasks.forecasting.model import ARCHS, COUNT_HEADS, Forecaster, build_network, distribution, plan_head
 from tasks.forecasting.plot import Panel, plot_forecasts
 
 SLOT_INPUTS = ("scale", "sq_scale", "quantiles", "loc", "sigma", "var", "df", "rate", "log_rate", "alpha", "samples")
+
+
+class ForecastWriter(BasePredictionWriter):
+    """Write ``predict`` forecasts to ``<run>/predictions/forecasts.csv``: one row per window and step."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.rows: list[list[Any]] = []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        datamodule = trainer.datamodule
+        context = pl_module.context
+        for forecast, column, start in zip(prediction.tolist(), batch["column"].tolist(), batch["start"].tolist()):
+            times = datamodule.times_of(start, context + len(forecast))
+            name = datamodule.series.columns[column]
+            for step, (value, low, high) in enumerate(forecast, 1):
+                self.rows.append([name, times[context - 1], step, times[context + step - 1], value, low, high])
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        path = Path(trainer.default_root_dir) / "predictions" / "forecasts.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        level = f"{pl_module.interval:.0%}"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["series", "origin", "step", "time", "forecast", f"low_{level}", f"high_{level}"])
+            writer.writerows(self.rows)
 
 
 class ForecastingTask(LossTask):
@@ -136,9 +169,14 @@ class ForecastingTask(LossTask):
         self._evaluate(batch, "test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """Point forecasts ``(N, H)`` in the data's units."""
-        out = self(batch["context"])
-        return out["pred"] * batch["data_scale"].unsqueeze(-1) + batch["data_loc"].unsqueeze(-1)
+        """``(N, H, 3)``: the point forecast and the interval's bounds (NaN for a point head), in the data's units."""
+        units = to_data_units(batch, self.plan, self(batch["context"]))
+        bounds = interval(self.plan, units, self.interval)
+        low, high = bounds if bounds is not None else (torch.full_like(units["pred"], math.nan),) * 2
+        return torch.stack((units["pred"], low, high), -1)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [ForecastWriter()]
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
         out = self(batch["context"])

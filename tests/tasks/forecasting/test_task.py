@@ -141,6 +141,13 @@ def test_short_fit_logs_metrics_beside_the_baselines(tmp_path, loss, arch):
     trainer.test(t, datamodule=dm, verbose=False)
     assert (tmp_path / "forecast_metrics_test.csv").is_file() and (tmp_path / "predictions" / "test.png").is_file()
     assert torch.isfinite(trainer.callback_metrics["test/mase"])
+    predictions = torch.cat(trainer.predict(t, datamodule=dm))
+    assert predictions.shape == (len(dm.datasets["test"]), 13, 3)
+    rows = list(csv.reader((tmp_path / "predictions" / "forecasts.csv").open()))
+    assert rows[0][:5] == ["series", "origin", "step", "time", "forecast"]
+    assert len(rows) == 1 + predictions[..., 0].numel()
+    if loss != "mae":  # the interval brackets the forecast
+        assert (predictions[..., 1] <= predictions[..., 0]).all() and (predictions[..., 0] <= predictions[..., 2]).all()
 
 
 def test_count_head_with_a_shifting_scaler_is_a_config_error(tmp_path):
