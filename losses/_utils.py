@@ -96,6 +96,8 @@ def float32_forward(fn: F) -> F:
         args = tuple(_upcast_floating(a) for a in args)
         kwargs = {k: _upcast_floating(v) for k, v in kwargs.items()}
         device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        if not torch.amp.is_autocast_available(device):  # e.g. "meta": nothing to disable
+            return fn(*args, **kwargs)
         with torch.autocast(device_type=device, enabled=False):
             return fn(*args, **kwargs)
 
@@ -132,7 +134,7 @@ def safe_pow_grad(base: Tensor, gamma: float, eps: float = 1e-7) -> Tensor:
     if gamma == 0:
         return torch.zeros_like(base)
     if gamma == 1:
-        return (base >= 0).to(base.dtype)
+        return (base > 0).to(base.dtype)  # as autograd's clamp_min(0): 0 at the boundary
     if gamma > 1:
         base = base.clamp_min(0.0)
         return 2.0 * base if gamma == 2 else gamma * base.pow(gamma - 1)

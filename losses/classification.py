@@ -155,10 +155,11 @@ def _bce(
 class _SoftmaxFocalIndex(torch.autograd.Function):
     """Fused softmax focal loss for class indices: one log_softmax forward, one full-size pass backward.
 
-    forward:  lp = log_softmax(x)[y],  l = w f(1 - e^lp) (-lp),  f = safe_pow(., gamma)
-    backward: dl/dx_c = s (p_c - [c = y]),  s = w [f(1 - p_y) + (-lp) p_y f'(1 - p_y)]
+    forward:  lp = log_softmax(x)[y],  l = v a f(1 - e^lp) (-lp),  f = safe_pow(., gamma)
+    backward: dl/dx_c = s (p_c - [c = y]),  s = v a [f(1 - p_y) + (-lp) p_y f'(1 - p_y)]
     (``s`` is computed in forward on the (N, *) tensor; backward is exp + mul + scatter_add.)
-    Poly-1 adds ``eps g(1 - p_y)``, ``g = safe_pow(., gamma + 1)``, to ``l`` and ``eps p_y g'`` to ``s``.
+    ``v`` is the validity mask, ``a`` the per-position alpha; Poly-1 adds ``v eps g(1 - p_y)``,
+    ``g = safe_pow(., gamma + 1)``, to ``l`` and ``v eps p_y g'`` to ``s``.
     """
 
     @staticmethod
@@ -166,10 +167,10 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
         ctx,
         logits: Tensor,
         index: Tensor,
-        weight: Tensor | None,
+        mask: Tensor | None,
+        alpha: Tensor | None,
         gamma: float,
         poly_eps: float = 0.0,
-        poly_weight: Tensor | None = None,
     ) -> Tensor:
         logp = torch.log_softmax(logits, 1)
         lp = logp.gather(1, index.unsqueeze(1)).squeeze(1)
@@ -178,13 +179,13 @@ class _SoftmaxFocalIndex(torch.autograd.Function):
         ce = -lp
         fac = safe_pow(one_m, gamma)
         loss, scale = fac * ce, fac + ce * p * safe_pow_grad(one_m, gamma)
-        if weight is not None:
-            loss, scale = loss * weight, scale * weight
+        if alpha is not None:
+            loss, scale = loss * alpha, scale * alpha
         if poly_eps:  # Poly-1 term eps (1 - p)^(gamma + 1); its d/d(-lp) is eps p g'(1 - p)
-            poly, dpoly = poly_eps * safe_pow(one_m, gamma + 1), poly_eps * p * safe_pow_grad(one_m, gamma + 1)
-            if poly_weight is not None:
-                poly, dpoly = poly * poly_weight, dpoly * poly_weight
-            loss, scale = loss + poly, scale + dpoly
+            loss = loss + poly_eps * safe_pow(one_m, gamma + 1)
+            scale = scale + poly_eps * p * safe_pow_grad(one_m, gamma + 1)
+        if mask is not None:
+            loss, scale = loss * mask, scale * mask
         ctx.save_for_backward(logp, index, scale)
         return loss
 
@@ -266,10 +267,9 @@ def softmax_focal_loss(
     """
     index, valid = ignore_mask(target.long(), ignore_index)
     check_class_range("focal", index, logits.shape[1])
+    mask = None if valid is None else valid.to(logits.dtype)
     weight = None if alpha is None else alpha.to(logits.dtype)[index]
-    if valid is not None:
-        weight = valid.to(logits.dtype) if weight is None else weight * valid
-    return _SoftmaxFocalIndex.apply(logits, index, weight, float(gamma))
+    return _SoftmaxFocalIndex.apply(logits, index, mask, weight, float(gamma))
 
 
 def _softmax_focal_prob(logits: Tensor, target: Tensor, gamma: float, alpha: Tensor | None) -> Tensor:
@@ -327,10 +327,7 @@ def focal_loss(
         raise ValueError(f"focal: alpha has {a.numel()} entries for {logits.shape[1]} classes")
     if prep.kind == "prob":
         return reduce(_softmax_focal_prob(prep.logits, prep.target, gamma, a), opts.reduction, prep.mask)
-    weight = None if a is None else a[prep.target]
-    if prep.mask is not None:
-        weight = prep.mask if weight is None else weight * prep.mask
-    loss = _SoftmaxFocalIndex.apply(prep.logits, prep.target, weight, gamma)
+    loss = _SoftmaxFocalIndex.apply(prep.logits, prep.target, prep.mask, None if a is None else a[prep.target], gamma)
     if opts.reduction == "mean":
         return _position_mean(loss.sum(), prep.target, prep.mask, None)
     return reduce(loss, opts.reduction)
@@ -495,10 +492,7 @@ def poly1_loss(
         return reduce(base + epsilon * safe_pow(one_m_pt, gamma + 1), opts.reduction, mask)
     class_alpha = None if alpha is None or isinstance(alpha, (int, float)) or not focal else _as_tensor(alpha, x)
     if kind == "index":  # one fused pass: (focal or CE) + eps (1 - p_y)^(gamma + 1)
-        weight = None if class_alpha is None else class_alpha[y]
-        if mask is not None:
-            weight = mask if weight is None else weight * mask
-        loss = _SoftmaxFocalIndex.apply(x, y, weight, gamma, epsilon, mask)
+        loss = _SoftmaxFocalIndex.apply(x, y, mask, None if class_alpha is None else class_alpha[y], gamma, epsilon)
         if opts.reduction == "mean":
             return _position_mean(loss.sum(), y, mask, None)
         return reduce(loss, opts.reduction)

@@ -38,12 +38,14 @@ class _Pixels(NamedTuple):
     """Per-element terms ``(N, K, S)``: multiclass K = 1 (one element per pixel), sigmoid modes K = channels.
 
     ``nll`` is -log p(true label) (0 at ignored elements; None when not asked for), ``label`` the
-    class index (multiclass) or 0/1 (sigmoid, target > 0.5), ``valid`` the float validity.
+    class index (multiclass) or 0/1 (sigmoid, target > 0.5), ``mask`` the float validity (None
+    without ignore_index) and ``count`` the number of valid elements, per image ``(N,)`` or in the batch.
     """
 
     nll: Tensor | None
     label: Tensor
-    valid: Tensor
+    mask: Tensor | None
+    count: Tensor | float
     num_labels: int
 
 
@@ -56,27 +58,30 @@ def _terms(
         name, logits, target, opts.mode, opts.from_logits, opts.ignore_index, opts.eps,
         log_likelihood=nll and multiclass, other=other,
     )
-    valid = torch.ones_like(d.target, dtype=d.inputs.dtype) if d.mask is None else d.mask
-    if multiclass:
-        pixels = _Pixels(None if d.log_p is None else -d.log_p.unsqueeze(1) * valid.unsqueeze(1),
-                         d.target.unsqueeze(1), valid.unsqueeze(1), d.inputs.shape[1])
-        return d.pooled(opts.per_image), pixels, d
+    label = (d.target if multiclass else (d.target > 0.5).long()).view(d.target.shape[0], -1, d.target.shape[-1])
+    mask = None if d.mask is None else d.mask.view(label.shape)
     loss = None
-    if nll:
+    if nll and multiclass:
+        loss = -d.log_p.unsqueeze(1)
+    elif nll:
         x, t = d.inputs, d.target
         if opts.from_logits:
             loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         else:
             loss = F.binary_cross_entropy(x.clamp(opts.eps, 1.0 - opts.eps), t, reduction="none")
-        loss = loss * valid
-    return d.pooled(opts.per_image), _Pixels(loss, (d.target > 0.5).long(), valid, 2), d
+        loss = loss if mask is None else loss * mask
+    if mask is not None:
+        count = mask.sum((1, 2)) if opts.per_image else mask.sum()
+    else:
+        count = float(label[0].numel() if opts.per_image else label.numel())
+    pixels = _Pixels(loss, label, mask, count, d.inputs.shape[1] if multiclass else 2)
+    return d.pooled(opts.per_image), pixels, d
 
 
-def _element_mean(values: Tensor, valid: Tensor, per_image: bool) -> Tensor:
-    """Mean over valid elements: per image ``(N,)`` or over the batch (scalar)."""
-    if per_image:
-        return values.sum((1, 2)) / valid.sum((1, 2)).clamp_min(1.0)
-    return values.sum() / valid.sum().clamp_min(1.0)
+def _pixel_mean(values: Tensor, pix: _Pixels, per_image: bool) -> Tensor:
+    """Mean of (already masked) element values over the valid elements: per image ``(N,)`` or in the batch."""
+    total = values.sum(tuple(range(1, values.dim()))) if per_image else values.sum()
+    return total / (pix.count.clamp_min(1.0) if isinstance(pix.count, Tensor) else max(pix.count, 1.0))
 
 
 def _class_mean(loss: Tensor, present: Tensor) -> Tensor:
@@ -104,18 +109,18 @@ def combo_loss(logits: Tensor, target: Tensor, *, alpha: float = 0.5, beta: floa
     multiclass = opts.mode == MULTICLASS_MODE
     stats, pix, d = _terms("combo", logits, target, opts, nll=multiclass, other=multiclass and beta < 1.0)
     dice = _class_mean(1.0 - tversky_index(stats, 0.5, 0.5, opts.smooth, opts.eps), stats.support > 0)
-    if multiclass:  # beta (-ln p_true) + (1 - beta) sum_{c != true} -ln(1 - p_c), 0 at ignored pixels
-        wce = beta * pix.nll
+    if multiclass:  # beta (-ln p_true) + (1 - beta) sum_{c != true} -ln(1 - p_c); both 0 at ignored pixels
+        wce = _pixel_mean(pix.nll, pix, opts.per_image) * beta
         if beta < 1.0:
-            wce = wce + (1.0 - beta) * d.other.unsqueeze(1)
+            wce = wce + _pixel_mean(d.other, pix, opts.per_image) * (1.0 - beta)
     else:
         x, t = d.inputs, d.target
         if opts.from_logits:
             pos_nll, neg_nll = F.softplus(-x), F.softplus(x)  # -ln p, -ln(1 - p)
         else:
             pos_nll, neg_nll = -torch.log(x.clamp_min(opts.eps)), -torch.log1p(-x.clamp(0.0, 1.0 - opts.eps))
-        wce = (beta * t * pos_nll + (1.0 - beta) * (1.0 - t) * neg_nll) * pix.valid
-    wce = _element_mean(wce, pix.valid, opts.per_image)
+        wce = beta * t * pos_nll + (1.0 - beta) * (1.0 - t) * neg_nll
+        wce = _pixel_mean(wce if pix.mask is None else wce * pix.mask, pix, opts.per_image)
     return _finish(alpha * wce + (1.0 - alpha) * dice, opts)
 
 
@@ -139,11 +144,14 @@ def exp_log_loss(
         weights = torch.as_tensor(class_weights, device=pix.nll.device).to(pix.nll.dtype)[pix.label]
     else:  # label frequencies per channel k: counts (K, L), from a fixed-size scatter (no host sync)
         k, labels = pix.label.shape[1], pix.num_labels
-        flat = (pix.label + torch.arange(k, device=pix.label.device).view(1, k, 1) * labels).flatten()
-        counts = pix.valid.new_zeros(k * labels).index_add_(0, flat, pix.valid.flatten()).view(k, labels)
+        flat = pix.label if k == 1 else pix.label + torch.arange(k, device=pix.label.device).view(1, k, 1) * labels
+        flat = flat.flatten()
+        ones = pix.nll.new_ones(()).expand(flat.shape) if pix.mask is None else pix.mask.flatten()
+        counts = pix.nll.new_zeros(k * labels).index_add_(0, flat, ones).view(k, labels)
         freq_w = (counts.sum(-1, keepdim=True) / counts.clamp_min(1.0)).sqrt()
         weights = freq_w.flatten()[flat].view_as(pix.nll)
-    l_cross = _element_mean(weights * safe_pow(pix.nll, gamma_cross, opts.eps) * pix.valid, pix.valid, opts.per_image)
+    cross = weights * safe_pow(pix.nll, gamma_cross, opts.eps)
+    l_cross = _pixel_mean(cross if pix.mask is None else cross * pix.mask, pix, opts.per_image)
     return _finish(w_dice * l_dice + w_cross * l_cross, opts)
 
 
@@ -172,7 +180,10 @@ def unified_focal_loss(
         bg_ft = safe_pow(base[..., :1], 1.0 - gamma, opts.eps) if sym else base[..., :1]
         ft = _class_mean(torch.cat([bg_ft, fg_ft], -1), stats.support > 0)
     else:
-        count = pix.valid.sum(-1) if opts.per_image else pix.valid.sum((0, 2))
+        if pix.mask is None:  # valid elements per channel
+            count = float(pix.label.shape[-1] * (1 if opts.per_image else pix.label.shape[0]))
+        else:
+            count = pix.mask.sum(-1) if opts.per_image else pix.mask.sum((0, 2))
         tn = count - stats.tp - stats.fp - stats.fn
         bg_stats = RegionStats(tn, stats.fn, stats.fp)  # background = 1 - p against 1 - g
         fg_base = (1.0 - tversky_index(stats, alpha, beta, opts.smooth, opts.eps)).clamp_min(0.0)
@@ -181,13 +192,12 @@ def unified_focal_loss(
         bg_ft = safe_pow(bg_base, 1.0 - gamma, opts.eps) if sym else bg_base
         present = torch.cat([bg_stats.support > 0, stats.support > 0], -1)
         ft = _class_mean(torch.cat([bg_ft, fg_ft], -1), present)
-    # --- modified focal: w_label (1 - p_true)^gamma_label (-ln p_true)
+    # --- modified focal: w_label (1 - p_true)^gamma_label (-ln p_true); ignored elements have nll = 0
     is_fg = pix.label > 0
-    w = torch.where(is_fg, delta, 1.0 - delta)
     one_minus_p = (-torch.expm1(-pix.nll)).clamp_min(0.0)  # 1 - p_true from the cross-entropy
-    fg_gamma = gamma if sym else 0.0
-    mod = torch.where(is_fg, safe_pow(one_minus_p, fg_gamma, opts.eps), safe_pow(one_minus_p, gamma, opts.eps))
-    focal = _element_mean(w * mod * pix.nll, pix.valid, opts.per_image)
+    powered = safe_pow(one_minus_p, gamma, opts.eps)
+    bg, fg = powered * (1.0 - delta), powered * delta if sym else delta
+    focal = _pixel_mean(torch.where(is_fg, fg, bg) * pix.nll, pix, opts.per_image)
     return _finish(weight * focal + (1.0 - weight) * ft, opts)
 
 

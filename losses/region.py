@@ -114,7 +114,7 @@ class DenseStats(NamedTuple):
     ``inputs`` (``(N, C, S)``, as given), ``target`` (``(N, S)`` class indices or ``(N, C, S)``) and
     ``mask`` (validity of the target's shape, None without ``ignore_index``) are the flattened inputs.
     Multiclass only, on request: ``log_p`` ``(N, S)``, log-probability of the target class, and
-    ``other`` ``(N, S)``, ``sum_{c != y} -ln max(1 - p_c, eps)`` (0 at ignored pixels).
+    ``other`` ``(N, S)``, ``sum_{c != y} -ln max(1 - p_c, eps)`` (both 0 at ignored pixels).
     """
 
     tp: Tensor
@@ -146,58 +146,59 @@ class _SoftmaxStats(torch.autograd.Function):
         tp_c = sum_i p_ic [y_i = c],  sum_p_c = sum_i p_ic,  log_p_i = log_softmax(x)_{i y_i},
         other_i = sum_{c != y_i} -ln max(1 - p_ic, eps)
     backward: with A_ic = dL/dp_ic = GS_c + [c = y_i] GT_c + [c != y_i] G_i r_ic / p_ic,
-        r_ic = [1 - p_ic > eps] p_ic / (1 - p_ic) and g_i = dL/dlog_p_i v_i,
+        r_ic = [1 - p_ic > eps] p_ic / (1 - p_ic) and g_i = dL/dlog_p_i v_i (log_p is 0 at ignored pixels),
         dL/dx_ik = p_ik A_ik - p_ik (sum_c p_ic A_ic + g_i) + [k = y_i] g_i
-    which is two full-size passes over the saved p (one for sum_c GS_c p_ic, one writing the result;
-    three more with ``other``). Ignored pixels have p = 0, so they drop out of every term.
+    which is two full-size passes over the saved p (a batched mat-vec for sum_c GS_c p_ic, then the
+    result; with ``other`` the result is built in place from 1 - p). Ignored pixels have p = 0, so
+    they drop out of every term.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, index: Tensor, mask: Tensor | None, log_likelihood: bool, other: bool, eps: float):
         ctx.set_materialize_grads(False)
+        y = index.unsqueeze(1)
         if log_likelihood:
             p = torch.log_softmax(x, 1)
-            log_p = p.gather(1, index.unsqueeze(1)).squeeze(1)
-            p = p.exp_()
+            log_p = p.gather(1, y).squeeze(1)
+            p, p_true = p.exp_(), log_p.exp()
         else:
             p, log_p = torch.softmax(x, 1), None
+            p_true = p.gather(1, y).squeeze(1)
         if mask is not None:
-            p.mul_(mask.unsqueeze(1))
-        p_true = p.gather(1, index.unsqueeze(1)).squeeze(1)
+            p, p_true = p.mul_(mask.unsqueeze(1)), p_true * mask
+            log_p = None if log_p is None else log_p * mask
         other_sum = None
         if other:
-            log_1m = torch.rsub(p, 1.0).clamp_min_(eps).log_()
-            other_sum = log_1m.sum(1).neg_().add_(torch.rsub(p_true, 1.0).clamp_min_(eps).log_())
-        ctx.save_for_backward(p, index, mask)
+            # -sum_{c != y} ln u_c = ln u_y - ln prod_c u_c,  u = max(1 - p, eps): one log on (N, S), not on
+            # (N, C, S); the product cannot underflow (at most one p_c > 1/2, so prod_c u_c >= eps / C)
+            u = torch.rsub(p, 1.0).clamp_min_(eps)
+            other_sum = u.gather(1, y).squeeze(1).log_().sub_(u.prod(1).log_())
+        ctx.save_for_backward(p, index, mask, p_true)
         ctx.eps = eps
         return _class_sum(index, p_true, x.shape[1]), p.sum(-1), log_p, other_sum
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_tp: Tensor | None, grad_sum_p: Tensor | None, grad_log_p, grad_other):
-        p, index, mask = ctx.saved_tensors
+        p, index, mask, p_true = ctx.saved_tensors
         n, c, _ = p.shape
-        y = index.unsqueeze(1)
-        gs = p.new_zeros(n, c) if grad_sum_p is None else grad_sum_p.expand(n, c)
-        gt = p.new_zeros(n, c) if grad_tp is None else grad_tp.expand(n, c)
-        corr = gt.gather(1, index) * p.gather(1, y).squeeze(1)  # [k = y] term: GT_y p_y, plus g_i
-        total = torch.bmm(gs.unsqueeze(1), p).squeeze(1) + corr  # sum_c p_ic A_ic (+ g_i below)
-        if grad_log_p is not None:
-            g = grad_log_p if mask is None else grad_log_p * mask
-            corr, total = corr + g, total + g
-        out = p * gs.unsqueeze(-1)
-        ratio = None
-        if grad_other is not None:
-            ratio = torch.rsub(p, 1.0)
-            keep = ratio > ctx.eps
-            ratio.clamp_min_(ctx.eps).reciprocal_().mul_(p).mul_(keep)
-            ratio_true = ratio.gather(1, y).squeeze(1)
-            total = total + grad_other * (ratio.sum(1) - ratio_true)
-            corr = corr - grad_other * ratio_true
+        gs = p.new_zeros(n, c, 1) if grad_sum_p is None else grad_sum_p.expand(n, c).unsqueeze(-1)
+        corr = p_true.new_zeros(()) if grad_tp is None else grad_tp.expand(n, c).gather(1, index) * p_true
+        if grad_log_p is not None:  # corr: the [k = y] terms of p_ik A_ik, plus g_i (0 at ignored pixels)
+            corr = corr + (grad_log_p if mask is None else grad_log_p * mask)
+        total = corr  # sum_c p_ic A_ic + g_i, completed below
+        if grad_other is None:
+            out = p * gs
+            total = total + torch.bmm(gs.transpose(1, 2), p).squeeze(1)
+        else:  # out = p (GS + G [1 - p > eps] / (1 - p)), built in place; the y entry's G r_iy is taken back
+            out = torch.rsub(p, 1.0)
+            clamped = out <= ctx.eps
+            torch.div(grad_other.unsqueeze(1), out.clamp_min_(ctx.eps), out=out).masked_fill_(clamped, 0.0)
+            other_true = out.gather(1, index.unsqueeze(1)).squeeze(1) * p_true  # G r_iy
+            out.add_(gs).mul_(p)
+            total, corr = total + out.sum(1) - other_true, corr - other_true
         out.addcmul_(p, total.unsqueeze(1), value=-1.0)
-        if ratio is not None:
-            out.addcmul_(ratio, grad_other.unsqueeze(1))
-        out.scatter_add_(1, y, corr.unsqueeze(1))
+        out.scatter_add_(1, index.unsqueeze(1), torch.broadcast_to(corr, index.shape).unsqueeze(1))
         return out, None, None, None, None, None
 
 
@@ -226,14 +227,14 @@ def dense_stats(
         p = p if mask is None else p * mask
         return DenseStats((p * t).sum(-1), p.sum(-1), t.sum(-1), x, t, mask)
     c = x.shape[1]
-    count = torch.ones_like(t, dtype=x.dtype) if mask is None else mask
-    sum_g = _class_sum(t, count, c)
+    sum_g = _class_sum(t, x.new_ones(()).expand(t.shape) if mask is None else mask, c)
     if from_logits:
         tp, sum_p, log_p, other_sum = _SoftmaxStats.apply(x, t, mask, log_likelihood, other, eps)
         return DenseStats(tp, sum_p, sum_g, x, t, mask, log_p, other_sum)
     p = x if mask is None else x * mask.unsqueeze(1)
     p_true = p.gather(1, t.unsqueeze(1)).squeeze(1)
     log_p = torch.log(p_true.clamp_min(eps)) if log_likelihood else None
+    log_p = log_p if log_p is None or mask is None else log_p * mask
     other_sum = None
     if other:
         neg = -torch.log1p(-p.clamp(0.0, 1.0 - eps))

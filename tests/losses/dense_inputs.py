@@ -22,3 +22,15 @@ def dense_inputs(
         x = torch.randn(n, c, *sp, generator=g, dtype=dtype) * scale
         t = (torch.rand(n, c, *sp, generator=g) > 0.5).to(dtype)
     return x, t
+
+
+def run_on_meta(crit, logits: Tensor, target: Tensor) -> Tensor:
+    """Forward and backward of ``crit`` on ``meta`` copies of the inputs: the sync-policy check.
+
+    A meta tensor has shapes but no values, so any host read of a value in the loss (``.item()``,
+    ``int(t)``, ``bool(t)``, a data-dependent output shape) raises; passing means the forward would
+    not synchronise a CUDA device either. Returns the (meta) input gradient.
+    """
+    x = logits.detach().to("meta").requires_grad_(True)
+    crit.to("meta")(x, target.to("meta")).backward()
+    return x.grad

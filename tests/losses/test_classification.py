@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dense_inputs import run_on_meta
 
 import losses
 from losses import LossInputError
+from losses import classification as cls_mod
+from losses._utils import check_class_range, prepare, safe_pow, safe_pow_grad
+from losses.classification import _SigmoidFocal, _SoftmaxFocalIndex, sigmoid_focal_loss
 
 # (name, params, mode of the inputs): every registered classification loss in each mode it supports
 CASES = [
@@ -525,3 +529,128 @@ def test_kl_div_equals_torch():
     value = losses.build("kl_div")(xr, torch.softmax(x, 1))
     value.backward()
     assert value.item() == pytest.approx(0.0, abs=1e-12) and xr.grad.abs().max() < 1e-12
+
+
+# --------------------------------------------------------------------------- fused kernels, helpers, sync policy
+
+
+@pytest.mark.parametrize("alpha", [0.25, 0.9, 1.0, -1.0])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.5])
+def test_fused_sigmoid_focal_values_and_gradients_equal_torchvision(alpha, gamma):
+    from torchvision.ops import sigmoid_focal_loss as tv_focal
+
+    g = torch.Generator().manual_seed(7)
+    x = 4 * torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    y = (torch.rand(3, 4, 5, generator=g) > 0.5).double()
+    y[0, 0] = torch.rand(5, generator=g, dtype=torch.float64)  # soft targets
+    ours_x, ref_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, ref = sigmoid_focal_loss(ours_x, y, alpha, gamma), tv_focal(ref_x, y, alpha, gamma, "none")
+    torch.testing.assert_close(ours, ref)
+    upstream = torch.rand(x.shape, generator=g, dtype=torch.float64)  # not just ones: the full vector-Jacobian
+    torch.testing.assert_close(torch.autograd.grad(ours, ours_x, upstream), torch.autograd.grad(ref, ref_x, upstream))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+def test_fused_focal_functions_gradcheck(gamma, alpha):
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    soft = torch.rand(2, 3, 4, generator=g, dtype=torch.float64)
+    weight = torch.rand(2, 1, 4, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z: _SigmoidFocal.apply(z, soft, weight, alpha, gamma), (x,))
+    index = torch.randint(0, 3, (2, 4), generator=g)
+    mask = (torch.rand(2, 4, generator=g) > 0.3).double()
+    per_position = None if alpha is None else torch.rand(2, 4, generator=g, dtype=torch.float64)
+    for poly in (0.0, 0.5):
+        args = (index, mask, per_position, gamma, poly)
+        assert torch.autograd.gradcheck(lambda z, args=args: _SoftmaxFocalIndex.apply(z, *args), (x,))
+
+
+def test_fused_sigmoid_focal_skips_the_gradient_without_autograd():
+    x, y = _inputs("multilabel", dtype=torch.float32)
+    with torch.no_grad():
+        value = sigmoid_focal_loss(x, y)
+    torch.testing.assert_close(value, sigmoid_focal_loss(x.requires_grad_(), y).detach())
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 1.0, 2.0, 2.5])
+def test_safe_pow_and_its_derivative(gamma):
+    base = torch.tensor([0.0, 1e-30, 0.25, 1.0, 3.0], dtype=torch.float64, requires_grad=True)
+    value = safe_pow(base, gamma)
+    expected = torch.tensor([1.0 if gamma == 0 else 0.0, 1.0 if gamma == 0 else 0.0, 0.25**gamma, 1.0, 3.0**gamma])
+    torch.testing.assert_close(value, expected.double())  # 0 < gamma < 1: below the floor the power is 0
+    grad = torch.autograd.grad(value.sum(), base)[0] if value.requires_grad else torch.zeros_like(base)  # gamma 0: 1
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(safe_pow_grad(base.detach(), gamma), grad)
+
+
+def test_prepare_is_the_one_target_preparation():
+    x = torch.randn(2, 3, 4)
+    index, kind = prepare("t", x, torch.tensor([[0, 1, 2, 9]] * 2), "multiclass", 9)[1:3]
+    assert kind == "index" and index.tolist() == [[0, 1, 2, 0]] * 2  # ignored -> 0, masked out
+    dense = prepare("t", x, torch.tensor([[0, 1, 2, 9]] * 2), "multiclass", 9, dense=True)
+    assert dense.kind == "dense" and dense.target.shape == x.shape and dense.mask.shape == (2, 1, 4)
+    binary = prepare("t", torch.randn(2, 1, 4), torch.tensor([[1, 0, 9, 1]] * 2), "binary", 9)
+    assert binary.target.shape == (2, 1, 4) and binary.mask.sum() == 6 and binary.target.dtype == torch.float32
+    with pytest.raises(LossInputError, match="mode='multiclass'.*integer"):
+        prepare("t", x, torch.rand(2, 3, 4), "multiclass", probabilities=False)
+
+
+def test_class_range_is_checked_eagerly_on_cpu_and_not_in_a_compiled_graph(fresh_dynamo):
+    bad = torch.tensor([[0, 3]])
+    for name in ("ce", "focal", "poly1", "class_balanced", "bce"):
+        params = {"samples_per_class": [1.0, 2.0, 3.0]} if name == "class_balanced" else {"mode": "multiclass"}
+        message = rf"{name}: target holds class indices outside \[0, 2\] \(min 0, max 3\)"
+        with pytest.raises(LossInputError, match=message):
+            losses.build(name, **params)(torch.randn(1, 3, 2), bad)
+
+    def scaled(index):
+        check_class_range("check", index, 2)
+        return index * 2
+
+    # compiled: no host read, hence no check and no graph break (the kernels' bounds checks remain)
+    assert torch.compile(scaled, backend="eager", fullgraph=True)(bad).tolist() == [[0, 6]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_no_host_read_in_forward(case):
+    name, params, mode = case
+    x, t = _inputs(mode, dtype=torch.float32)
+    assert run_on_meta(_build(name, {**params, "ignore_index": 255}), x, t).shape == x.shape
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1].get("mode", "multiclass") == "multiclass"], ids=_ids)
+def test_compiles_with_ignore_index(case, fresh_dynamo):
+    name, params, mode = case
+    x, t = _inputs(mode, dtype=torch.float32, shape=(2, 6))
+    t[0, :2] = 255
+    crit = _build(name, {**params, "ignore_index": 255})
+    compiled = torch.compile(crit, backend="eager", fullgraph=True)
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value, expected = compiled(xc, t), crit(xe, t)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(torch.autograd.grad(value, xc), torch.autograd.grad(expected, xe))
+
+
+def test_functional_cores_equal_the_modules():
+    x, t = _inputs("multiclass", shape=(2, 5))
+    t[0, 0] = 255
+    kw = {"ignore_index": 255}
+    pairs = [
+        (cls_mod.cross_entropy, "ce", {"label_smoothing": 0.1}),
+        (cls_mod.focal_loss, "focal", {"alpha": [0.2, 0.3, 0.5], "gamma": 1.5}),
+        (cls_mod.poly1_loss, "poly1", {"epsilon": 2.0, "focal": True}),
+        (cls_mod.kl_div_loss, "kl_div", {"temperature": 2.0}),
+        (cls_mod.ghm_c_loss, "ghm_c", {"bins": 4}),
+    ]
+    for fn, name, params in pairs:
+        torch.testing.assert_close(fn(x, t, **params, **kw), _build(name, {**params, **kw})(x, t))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cls_mod.cross_entropy(x, t, smooth=1.0)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from dense_inputs import dense_inputs
+from dense_inputs import dense_inputs, run_on_meta
 
 import losses
+from losses import compound
 
 NAMES = ["combo", "exp_log", "unified_focal"]
 MODES = ["binary", "multiclass", "multilabel"]
@@ -244,3 +245,40 @@ def test_tiny_segmenter_trains(name):
         loss.backward()
         opt.step()
     assert loss.item() < 0.6 * first
+
+
+# --------------------------------------------------------------------------- fused pass, functional cores, sync policy
+
+
+@pytest.mark.parametrize("name,kw", [("combo", {"beta": 0.3}), *VARIANTS[1:]])
+@pytest.mark.parametrize("ignore", [None, 255])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_fused_softmax_pass_equals_the_probability_path(name, kw, ignore, per_image):
+    """From logits the multiclass terms come from the fused kernel, from probabilities from plain autograd."""
+    x, t = dense_inputs("multiclass", shape=(2, 4, 3, 5), seed=16, dtype=torch.float64)
+    if ignore is not None:
+        t.view(-1)[::4] = ignore
+    common = dict(ignore_index=ignore, per_image=per_image, **kw)
+    fused_x, prob_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    fused = losses.build(name, **common)(fused_x, t)
+    prob = losses.build(name, from_logits=False, **common)(torch.softmax(prob_x, 1), t)
+    torch.testing.assert_close(fused, prob)
+    upstream = torch.linspace(0.5, 1.5, fused.numel(), dtype=fused.dtype).view_as(fused)
+    expected = torch.autograd.grad(prob, prob_x, upstream)
+    torch.testing.assert_close(torch.autograd.grad(fused, fused_x, upstream), expected)
+
+
+@pytest.mark.parametrize("name,kw", VARIANTS)
+@pytest.mark.parametrize("mode", MODES)
+def test_functional_core_equals_module(name, kw, mode):
+    fn = {"combo": compound.combo_loss, "exp_log": compound.exp_log_loss, "unified_focal": compound.unified_focal_loss}
+    x, t = dense_inputs(mode, seed=17)
+    options = dict(mode=mode, ignore_index=255, per_image=True, reduction="none", **kw)
+    torch.testing.assert_close(fn[name](x, t, **options), losses.build(name, **options)(x, t))
+
+
+@pytest.mark.parametrize("name,kw", VARIANTS)
+@pytest.mark.parametrize("mode", MODES)
+def test_no_host_read_in_forward(name, kw, mode):
+    x, t = dense_inputs(mode, seed=18)
+    assert run_on_meta(losses.build(name, mode=mode, ignore_index=255, **kw), x, t).shape == x.shape

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from dense_inputs import dense_inputs
+from dense_inputs import dense_inputs, run_on_meta
 
 import losses
-from losses import LossInputError
+from losses import LossInputError, region
+from losses.region import _SoftmaxStats
 
 NAMES = [
     "dice",
@@ -416,3 +418,91 @@ def test_bad_params_raise():
         losses.build("dice", mode="nope")
     with pytest.raises(losses.LossConfigError):
         losses.build("dice", mode="binary", classes=[0])
+
+
+# --------------------------------------------------------------------------- the fused kernel, options, sync policy
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("log_likelihood,other", [(False, False), (True, False), (True, True), (False, True)])
+def test_softmax_stats_kernel_values_and_gradcheck(ignore, log_likelihood, other):
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 3, (2, 5), generator=g)
+    mask = (torch.rand(2, 5, generator=g) > 0.3).double() if ignore else None
+    tp, sum_p, log_p, other_sum = _SoftmaxStats.apply(x, y, mask, log_likelihood, other, 1e-7)
+    # the same quantities by their definitions, with autograd
+    v = torch.ones(2, 5, dtype=torch.float64) if mask is None else mask
+    p = torch.softmax(x, 1) * v.unsqueeze(1)
+    onehot = torch.nn.functional.one_hot(y, 3).movedim(-1, 1).double()
+    torch.testing.assert_close(tp, (p * onehot).sum(-1))
+    torch.testing.assert_close(sum_p, p.sum(-1))
+    if log_likelihood:
+        torch.testing.assert_close(log_p, (torch.log_softmax(x, 1) * onehot).sum(1) * v)
+    if other:
+        torch.testing.assert_close(other_sum, -(torch.log(1 - p) * (1 - onehot)).sum(1))
+
+    def weighted(z):  # every output in the graph, with non-uniform weights
+        outs = _SoftmaxStats.apply(z, y, mask, log_likelihood, other, 1e-7)
+        weights = [torch.linspace(0.5, 2.0, o.numel(), dtype=o.dtype).view_as(o) for o in outs if o is not None]
+        return sum((o * w).sum() for o, w in zip([o for o in outs if o is not None], weights))
+
+    assert torch.autograd.gradcheck(weighted, (x,))
+
+
+def test_softmax_stats_kernel_other_term_saturated():
+    # a confidently wrong class (p_c -> 1, c != y) sits in the eps clamp: value -ln(eps), zero gradient, as autograd
+    x = torch.tensor([[[40.0], [0.0], [0.0]]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1]])
+    _, _, _, other_sum = _SoftmaxStats.apply(x, y, None, False, True, 1e-7)
+    xr = x.detach().clone().requires_grad_(True)
+    p = torch.softmax(xr, 1)
+    ref = -torch.log1p(-p.clamp(0.0, 1 - 1e-7))[:, [0, 2]].sum(1)
+    torch.testing.assert_close(other_sum, ref)
+    torch.testing.assert_close(torch.autograd.grad(other_sum.sum(), x)[0], torch.autograd.grad(ref.sum(), xr)[0])
+
+
+FUNCTIONAL = {
+    "dice": (region.dice_loss, {"log_loss": True}),
+    "jaccard": (region.jaccard_loss, {}),
+    "tversky": (region.tversky_loss, {"alpha": 0.2, "beta": 0.8}),
+    "focal_tversky": (region.focal_tversky_loss, {"gamma": 0.5}),
+    "log_cosh_dice": (region.log_cosh_dice_loss, {}),
+    "generalized_dice": (region.generalized_dice_loss, {}),
+    "sensitivity_specificity": (region.sensitivity_specificity_loss, {"r": 0.3}),
+    "lovasz": (region.lovasz_loss, {}),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_functional_core_equals_module(name):
+    fn, params = FUNCTIONAL[name]
+    x, t = dense_inputs("multiclass", seed=14)
+    t[0, 0] = 255
+    options = {"ignore_index": 255, "per_image": True, "class_weights": [1.0, 2.0, 0.5]}
+    torch.testing.assert_close(fn(x, t, **params, **options), losses.build(name, **params, **options)(x, t))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mode", MODES)
+def test_no_host_read_in_forward(name, mode):
+    x, t = dense_inputs(mode, seed=15)
+    assert run_on_meta(losses.build(name, mode=mode, ignore_index=255), x, t).shape == x.shape
+
+
+def test_family_options_are_declared_once():
+    entry = losses.get("tversky")
+    sig = inspect.signature(entry.cls.__init__)
+    own = [p.name for p in sig.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD][1:]
+    shared = [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert own == ["alpha", "beta"] and shared == [o.name for o in region.REGION.options]
+    assert list(losses.info("tversky").args) == own + shared  # Args: lines appended in signature order
+    assert "smooth" not in losses.get("lovasz").parameters()  # lovasz takes the REGION options less smooth/eps
+    with pytest.raises(losses.LossConfigError, match="unknown parameter"):
+        losses.build("lovasz", smooth=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword"):  # direct construction: the options' own check
+        region.LovaszLoss(smooth=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        region.dice_loss(*dense_inputs("multiclass"), alpha=0.5)
+    with pytest.raises(ValueError, match="smooth must be >= 0"):
+        region.dice_loss(*dense_inputs("multiclass"), smooth=-1.0)
