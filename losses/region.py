@@ -515,7 +515,7 @@ class DiceLoss(_RegionLoss):
     non-empty classes. Hand-written on the shared TP/FP/FN kernel (smp's is ~4x slower than cross_entropy).
 
     Args:
-        log_loss: -log D_c instead of 1 - D_c.
+        log_loss: -log max(D_c, eps) instead of 1 - D_c (smp's log_loss).
 
     Shape:
         - logits: (N, C, *spatial) multiclass/multilabel; (N, 1, *spatial) or (N, *spatial) binary.
@@ -703,39 +703,6 @@ class LogCoshDiceLoss(_RegionLoss):
         return log_cosh_dice_loss(logits, target, **self.options())
 
 
-@register("generalized_dice", family="region", aliases=("gdl",))
-class GeneralizedDiceLoss(_RegionLoss):
-    """Generalised Dice loss (Sudre et al. 2017): one Dice over classes weighted by 1/(sum g)^2.
-
-    ``classes`` picks the subset summed over, ``class_weights`` multiply w_c. Equals MONAI
-    ``GeneralizedDiceLoss(batch=not per_image, smooth_nr=smooth_dr=smooth)`` (MONAI's default smooth is 1e-5).
-
-    Shape:
-        - logits: (N, C, *spatial) multiclass/multilabel; (N, 1, *spatial) or (N, *spatial) binary.
-        - target: (N, *spatial) class indices (multiclass) or the shape of logits.
-        - output: scalar; (N,) with per_image and reduction="none" (a scalar without per_image).
-
-    Formula:
-        w_c = 1 / (sum_i g_ic)^2   (absent classes get the largest present weight, as MONAI)
-        L = 1 - (2 sum_c w_c tp_c + s) / max(sum_c w_c (2 tp_c + fp_c + fn_c) + s, eps)
-        L = 0 when no class is present.
-
-    Reference:
-        Sudre, Li, Vercauteren, Ourselin & Cardoso, "Generalised Dice overlap as a deep learning loss
-        function for highly unbalanced segmentations", DLMIA 2017. arXiv:1707.03237
-
-    Example:
-        >>> crit = GeneralizedDiceLoss(mode="binary")
-        >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]))), 4)  # 1 - 1/2
-        0.5
-    """
-
-    name = "generalized_dice"
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return generalized_dice_loss(logits, target, **self.options())
-
-
 @register("sensitivity_specificity", family="region", aliases=("ss_loss",))
 class SensitivitySpecificityLoss(_RegionLoss):
     """Sensitivity-specificity loss (Brosch et al. 2015): squared error weighted inside/outside the mask.
@@ -817,3 +784,36 @@ class LovaszLoss(_RegionLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return lovasz_loss(logits, target, **self.options())
+
+
+@register("generalized_dice", family="region", aliases=("gdl",))
+class GeneralizedDiceLoss(_RegionLoss):
+    """Generalised Dice loss (Sudre et al. 2017): one Dice over classes weighted by 1/(sum g)^2.
+
+    ``classes`` picks the subset summed over, ``class_weights`` multiply w_c. Equals MONAI
+    ``GeneralizedDiceLoss(batch=not per_image, smooth_nr=smooth_dr=smooth)`` (MONAI's default smooth is 1e-5).
+
+    Shape:
+        - logits: (N, C, *spatial) multiclass/multilabel; (N, 1, *spatial) or (N, *spatial) binary.
+        - target: (N, *spatial) class indices (multiclass) or the shape of logits.
+        - output: scalar; (N,) with per_image and reduction="none" (a scalar without per_image).
+
+    Formula:
+        w_c = 1 / (sum_i g_ic)^2   (absent classes get the largest present weight, as MONAI)
+        L = 1 - (2 sum_c w_c tp_c + s) / max(sum_c w_c (2 tp_c + fp_c + fn_c) + s, eps)
+        L = 0 when no class is present.
+
+    Reference:
+        Sudre, Li, Vercauteren, Ourselin & Cardoso, "Generalised Dice overlap as a deep learning loss
+        function for highly unbalanced segmentations", DLMIA 2017. arXiv:1707.03237
+
+    Example:
+        >>> crit = GeneralizedDiceLoss(mode="binary")
+        >>> round(float(crit(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]))), 4)  # 1 - 1/2
+        0.5
+    """
+
+    name = "generalized_dice"
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return generalized_dice_loss(logits, target, **self.options())

@@ -1,9 +1,11 @@
-"""Random (logits, target) pairs in the region-loss modes, shared by the region and compound tests."""
+"""Random (logits, target) pairs in the region-loss modes and the checks shared by the dense-loss tests."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+import losses
 
 
 def dense_inputs(
@@ -34,3 +36,12 @@ def run_on_meta(crit, logits: Tensor, target: Tensor) -> Tensor:
     x = logits.detach().to("meta").requires_grad_(True)
     crit.to("meta")(x, target.to("meta")).backward()
     return x.grad
+
+
+def check_registered(name: str, family: str) -> None:
+    """``name`` builds from a YAML-style dict with ``mode``, is listed in ``family`` and has a complete card."""
+    crit = losses.build({"name": name, "params": {"mode": "binary"}})
+    assert isinstance(crit, torch.nn.Module) and crit.mode == "binary"
+    card = losses.info(name)
+    assert card.family == family and card.formula and card.reference and card.summary
+    assert name in losses.available(family=family)

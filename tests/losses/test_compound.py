@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from dense_inputs import dense_inputs, run_on_meta
+from dense_inputs import check_registered, dense_inputs, run_on_meta
 
 import losses
 from losses import compound
@@ -209,11 +209,7 @@ def test_bf16_autocast_and_fp16_large_logits(name, kw, mode, check_low_precision
 
 @pytest.mark.parametrize("name", NAMES)
 def test_build_info_and_yaml_dict(name):
-    crit = losses.build({"name": name, "params": {"mode": "binary"}})
-    assert isinstance(crit, torch.nn.Module) and crit.mode == "binary"
-    card = losses.info(name)
-    assert card.family == "compound" and card.formula and card.reference and card.summary
-    assert name in losses.available(family="compound")
+    check_registered(name, "compound")
     composite = losses.build(f"{name} + 0.5*dice", defaults={"mode": "multiclass"})
     x, t = dense_inputs("multiclass", seed=9)
     assert torch.isfinite(composite(x, t))
