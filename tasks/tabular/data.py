@@ -503,6 +503,7 @@ class TabularDataModule(L.LightningDataModule):
         self.preprocessor: Preprocessor | None = None
         self.encoded: dict[str, Encoded] = {}
         self.datasets: dict[str, TabularDataset] = {}
+        self._notes: set[str] = set()
 
     @property
     def source(self) -> str:
@@ -552,6 +553,11 @@ class TabularDataModule(L.LightningDataModule):
             frame = read_table(self.predict_path, "data.predict_path")
             frame.columns = [str(c) for c in frame.columns]
             self.encoded["predict"] = pre.transform(frame, Path(self.predict_path).name, with_target=False)
+            unseen = {c: n for c, n in self.encoded["predict"].unknown.items() if n}
+            message = f"data.predict_path: categories unseen in training map to the unknown index: {unseen} rows"
+            if unseen and message not in self._notes:  # once, though a checkpoint's state re-encodes
+                self._notes.add(message)
+                _note(message)
         self.datasets = {s: TabularDataset(e) for s, e in self.encoded.items()}
 
     def schema(self) -> dict[str, Any]:
@@ -626,6 +632,10 @@ class TabularDataModule(L.LightningDataModule):
         sizes = ", ".join(f"{s} {len(self.rows[s])}" for s in SPLITS)
         caption = f"rows: {sizes} (seed {self.seed}"
         caption += f", test = fold {self.fold} of {self.folds})" if self.folds else ")"
+        unseen = {s: {c: n for c, n in self.encoded[s].unknown.items() if n} for s in ("val", "test")}
+        for split, counts in unseen.items():
+            if counts:
+                caption += f"; {split} values unseen in training (-> unknown): {counts}"
         if self.dropped_targets:
             caption += f"; {self.dropped_targets} rows without a target dropped"
         if self.problem == "classification":
@@ -635,6 +645,11 @@ class TabularDataModule(L.LightningDataModule):
         if not console.is_terminal:
             console = Console(width=120)
         console.print(table)
+
+
+@rank_zero_only
+def _note(message: str) -> None:
+    Console(width=120).print(message, highlight=False)
 
 
 def _label_order(label: str) -> tuple[int, float | str]:
