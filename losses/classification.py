@@ -678,7 +678,7 @@ class FocalLoss(_ClassificationLoss):
     """Focal loss (Lin et al. 2017): cross-entropy down-weighted by (1 - p_t)^gamma on easy examples.
 
     Sigmoid modes equal ``torchvision.ops.sigmoid_focal_loss`` (one fused autograd Function with an
-    analytic backward, about a third of torchvision's time); softmax equals MONAI
+    analytic backward, well under half of torchvision's time); softmax equals MONAI
     ``FocalLoss(use_softmax=True)`` x C (MONAI averages over classes too), index targets through a
     fused Function (one log_softmax, gather, analytic backward; no one-hot) costing about one
     ``F.cross_entropy``. Both are first-order differentiable only.

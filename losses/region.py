@@ -172,7 +172,7 @@ class _SoftmaxStats(torch.autograd.Function):
             # -sum_{c != y} ln u_c = ln u_y - ln prod_c u_c,  u = max(1 - p, eps): one log on (N, S), not on
             # (N, C, S); the product cannot underflow (at most one p_c > 1/2, so prod_c u_c >= eps / C)
             u = torch.rsub(p, 1.0).clamp_min_(eps)
-            other_sum = u.gather(1, y).squeeze(1).log_().sub_(u.prod(1).log_())
+            other_sum = torch.rsub(p_true, 1.0).clamp_min_(eps).log_().sub_(u.prod(1).log_())
         ctx.save_for_backward(p, index, mask, p_true)
         ctx.eps = eps
         return _class_sum(index, p_true, x.shape[1]), p.sum(-1), log_p, other_sum
@@ -192,9 +192,10 @@ class _SoftmaxStats(torch.autograd.Function):
             total = total + torch.bmm(gs.transpose(1, 2), p).squeeze(1)
         else:  # out = p (GS + G [1 - p > eps] / (1 - p)), built in place; the y entry's G r_iy is taken back
             out = torch.rsub(p, 1.0)
-            clamped = out <= ctx.eps
-            torch.div(grad_other.unsqueeze(1), out.clamp_min_(ctx.eps), out=out).masked_fill_(clamped, 0.0)
-            other_true = out.gather(1, index.unsqueeze(1)).squeeze(1) * p_true  # G r_iy
+            out.masked_fill_(out <= ctx.eps, math.inf)  # clamped (1 - p <= eps): G / inf = 0
+            torch.div(grad_other.unsqueeze(1), out, out=out)
+            one_m = torch.rsub(p_true, 1.0)
+            other_true = torch.where(one_m > ctx.eps, grad_other * p_true / one_m.clamp_min(ctx.eps), 0.0)  # G r_iy
             out.add_(gs).mul_(p)
             total, corr = total + out.sum(1) - other_true, corr - other_true
         out.addcmul_(p, total.unsqueeze(1), value=-1.0)
