@@ -123,7 +123,7 @@ def safe_pow(base: Tensor, gamma: float, eps: float = 1e-7) -> Tensor:
         base = base.clamp_min(0.0)
         return base if gamma == 1 else base.square() if gamma == 2 else base.pow(gamma)
     floor = pow_floor(gamma, eps, base.dtype)
-    return torch.where(base > floor, base.clamp_min(floor).pow(gamma), torch.zeros_like(base))
+    return torch.where(base > floor, base.clamp_min(floor).pow(gamma), 0.0)
 
 
 def safe_pow_grad(base: Tensor, gamma: float, eps: float = 1e-7) -> Tensor:
@@ -139,7 +139,7 @@ def safe_pow_grad(base: Tensor, gamma: float, eps: float = 1e-7) -> Tensor:
         base = base.clamp_min(0.0)
         return 2.0 * base if gamma == 2 else gamma * base.pow(gamma - 1)
     floor = pow_floor(gamma, eps, base.dtype)
-    return torch.where(base > floor, gamma * base.clamp_min(floor).pow(gamma - 1), torch.zeros_like(base))
+    return torch.where(base > floor, gamma * base.clamp_min(floor).pow(gamma - 1), 0.0)
 
 
 def pow_floor(gamma: float, eps: float, dtype: torch.dtype) -> float:

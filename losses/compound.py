@@ -194,7 +194,7 @@ def unified_focal_loss(
         ft = _class_mean(torch.cat([bg_ft, fg_ft], -1), present)
     # --- modified focal: w_label (1 - p_true)^gamma_label (-ln p_true); ignored elements have nll = 0
     is_fg = pix.label > 0
-    one_minus_p = (-torch.expm1(-pix.nll)).clamp_min(0.0)  # 1 - p_true from the cross-entropy
+    one_minus_p = -torch.expm1(-pix.nll)  # 1 - p_true from the cross-entropy (nll >= 0, so >= 0)
     powered = safe_pow(one_minus_p, gamma, opts.eps)
     bg, fg = powered * (1.0 - delta), powered * delta if sym else delta
     focal = _pixel_mean(torch.where(is_fg, fg, bg) * pix.nll, pix, opts.per_image)
