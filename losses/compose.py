@@ -237,6 +237,7 @@ class Composite(nn.Module):
         self.where = where
         self.balance = balance
         self.register_buffer("epoch", torch.zeros((), dtype=torch.float64))
+        self._epoch = 0.0  # host copy of `epoch`: reading the buffer every step would sync a GPU
         if balance == "uncertainty":
             self.log_vars = nn.Parameter(torch.zeros(len(terms)))
         else:
@@ -245,14 +246,19 @@ class Composite(nn.Module):
 
     def set_epoch(self, epoch: float) -> None:
         """Tell the schedules which (possibly fractional) epoch training is in; a new epoch updates DWA weights."""
-        if self.dwa is not None and float(epoch) > float(self.epoch):
+        if self.dwa is not None and float(epoch) > self._epoch:
             self.dwa.end_epoch()
-        self.epoch.fill_(float(epoch))
+        self._epoch = float(epoch)
+        self.epoch.fill_(self._epoch)
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "epoch" in state_dict:
+            self._epoch = float(state_dict[prefix + "epoch"])
 
     def term_weights(self) -> list[float]:
         """Spec weight x schedule of each term at the current epoch (DWA and uncertainty act on top)."""
-        epoch = float(self.epoch)
-        return [w * (s(epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
+        return [w * (s(self._epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
 
     def term_arguments(self, args: tuple[Any, ...], named: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The positional arguments each term is called with (see the class docstring)."""
@@ -283,7 +289,9 @@ class Composite(nn.Module):
         terms and the ``log sigma^2`` regulariser stays unscaled, as in Kendall et al.
         """
         calls = self.term_arguments(args, named)
-        values = [loss(*call) / normalizer for loss, call in zip(self.terms, calls)]
+        values = [loss(*call) for loss, call in zip(self.terms, calls)]
+        if not (isinstance(normalizer, (int, float)) and normalizer == 1):
+            values = [value / normalizer for value in values]
         if self.dwa is not None and self.training and torch.is_grad_enabled():
             self.dwa.accumulate(torch.stack([v.detach().float() for v in values]))
         total = values[0].new_zeros(())
