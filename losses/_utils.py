@@ -83,18 +83,21 @@ def upcast(t: Tensor) -> Tensor:
     return t.float()
 
 
-def float32_forward(fn: F) -> F:
+def float32_forward(fn: F | None = None, *, state: tuple[str, ...] = ()) -> F:
     """Decorate a loss (a module ``forward`` or a functional core) to run outside autocast in >= float32.
 
     Losses take logs, exponentials and ratios of small numbers; under fp16/bf16 autocast
     those overflow or underflow. Floating tensor arguments are upcast; integer tensors (class
-    indices) and everything else pass unchanged.
+    indices) and everything else pass unchanged, as do the keyword arguments named in ``state``
+    (running statistics the loss updates in place, e.g. GHM's histogram: ``@float32_forward(state=...)``).
     """
+    if fn is None:
+        return functools.partial(float32_forward, state=state)  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         args = tuple(_upcast_floating(a) for a in args)
-        kwargs = {k: _upcast_floating(v) for k, v in kwargs.items()}
+        kwargs = {k: v if k in state else _upcast_floating(v) for k, v in kwargs.items()}
         device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
         if not torch.amp.is_autocast_available(device):  # e.g. "meta": nothing to disable
             return fn(*args, **kwargs)

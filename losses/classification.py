@@ -394,7 +394,7 @@ def balanced_cross_entropy(logits: Tensor, target: Tensor, *, mode: str = BINARY
     return reduce(F.binary_cross_entropy_with_logits(x, y, reduction="none") * w, opts.reduction, mask)
 
 
-@float32_forward
+@float32_forward(state=("acc_sum",))
 def ghm_c_loss(
     logits: Tensor, target: Tensor, *, bins: int = 10, momentum: float = 0.0, acc_sum: Tensor | None = None,
     **options: Any,

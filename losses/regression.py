@@ -533,7 +533,7 @@ class Quantile(_Regression):
 # --------------------------------------------------------------------------- GHM-R
 
 
-@float32_forward
+@float32_forward(state=("acc_sum",))
 def ghm_r_loss(
     pred: Tensor, target: Tensor, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
     acc_sum: Tensor | None = None, reduction: str = "mean",

@@ -654,3 +654,12 @@ def fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", ["ghm_c", "ghm_r"])
+def test_ghm_running_histogram_updates_in_a_low_precision_module(name):
+    # module.to(bfloat16) (e.g. Lightning "bf16-true") casts the buffer; the float32 guard must not update a copy
+    crit = losses.build(name, momentum=0.5).to(torch.bfloat16).train()
+    x = torch.randn(4, 3, dtype=torch.bfloat16)
+    crit(x, (torch.rand(4, 3) > 0.5).to(torch.bfloat16) if name == "ghm_c" else torch.zeros_like(x))
+    assert crit.acc_sum.dtype == torch.bfloat16 and crit.acc_sum.sum() > 0
