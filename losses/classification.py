@@ -49,6 +49,7 @@ from losses._utils import (
     BINARY_MODE,
     IGNORE_INDEX,
     MODE,
+    MODES,
     MULTICLASS_MODE,
     REDUCTION,
     LossInputError,
@@ -511,9 +512,9 @@ def kl_div_loss(
     if temperature <= 0:
         raise ValueError(f"kl_div: temperature must be > 0, got {temperature}")
     t2 = temperature**2
-    if log_target and target.is_floating_point():
-        keep = target == opts.ignore_index if opts.ignore_index is not None else torch.zeros_like(target).bool()
-        target = torch.where(keep, target, target.exp())
+    if log_target and target.is_floating_point():  # back to probabilities; ignore_index entries stay as they are
+        valid = ignore_mask(target, opts.ignore_index)[1]
+        target = target.exp() if valid is None else torch.where(valid, target.exp(), target)
     x, y, kind, mask = prepare("kl_div", logits, target, opts.mode, opts.ignore_index)
     x = x / temperature
     if kind == "dense":
@@ -560,7 +561,7 @@ class _ClassificationLoss(OptionModule):
 
     name = "classification loss"
     OPTIONS = CLASSIFICATION
-    modes = (BINARY_MODE, MULTICLASS_MODE, "multilabel")
+    modes = MODES
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
