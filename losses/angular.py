@@ -29,6 +29,7 @@ ranks hold the same values.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -62,7 +63,7 @@ def _arc_margin(cos: Tensor, margin: float, easy_margin: bool = False) -> Tensor
     return torch.where(cos > math.cos(math.pi - margin), cos_m, cos - math.sin(math.pi - margin) * margin)
 
 
-class AngularHead(nn.Module):
+class AngularHead(nn.Module, abc.ABC):
     """Base of the angular-margin heads (not registered): the weight matrix, cosines, Partial FC, CE.
 
     A subclass implements :meth:`margin_logits` (cosines of the sampled classes -> logits).
@@ -126,8 +127,9 @@ class AngularHead(nn.Module):
             cos = cos.view(cos.shape[0], -1, self.sub_centers).amax(2)
         return cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)
 
+    @abc.abstractmethod
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """Logits (N, C') with the head's margin applied to the target class, from the clamped cosines."""
 
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """The margin logits (N, C) over all classes (no sampling, statistics not updated), in float32."""
