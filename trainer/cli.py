@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import losses
+from tasks.datacheck import DataError
 from tasks.guard import NonFiniteLossError
 from trainer.build import build, run_base, run_directory, validate
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
@@ -37,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (ConfigError, losses.LossConfigError) as err:
         err_console.print(f"[bold red]config error:[/] {escape(str(err))}", highlight=False)
+        if os.environ.get("LOSSLAB_DEBUG"):
+            raise
+        return 2
+    except DataError as err:  # a corrupt or inconsistent data file, named before training starts
+        err_console.print(f"[bold red]data error:[/] {escape(str(err))}", highlight=False)
         if os.environ.get("LOSSLAB_DEBUG"):
             raise
         return 2
