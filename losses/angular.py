@@ -23,8 +23,8 @@ is replicated on every rank (not sharded across DDP ranks).
 
 Statistics (CurricularFace ``t``, AdaFace's feature-norm mean and std) are buffers: saved in
 ``state_dict``, updated in training mode only (like BatchNorm; ``eval()`` uses the stored values)
-and averaged over the DDP ranks (``all_reduce``) when ``torch.distributed`` is initialised, so all
-ranks hold the same values.
+and computed over the global batch of all DDP ranks (``all_reduce``) when ``torch.distributed`` is
+initialised, so every rank holds the values one process would compute on the whole batch.
 """
 
 from __future__ import annotations
@@ -40,18 +40,32 @@ from torch import Tensor, nn
 from losses._utils import LossInputError, check_class_range, check_reduction, float32_forward, reduce
 from losses.registry import register
 
-__all__ = ["AngularHead", "mean_across_ranks"]
+__all__ = ["AngularHead", "mean_across_ranks", "sum_across_ranks"]
 
 COS_EPS = 1e-7
 
 
-def mean_across_ranks(value: Tensor) -> Tensor:
-    """``value`` averaged over the ranks of the default process group (unchanged without one)."""
+def sum_across_ranks(value: Tensor) -> Tensor:
+    """``value`` summed over the ranks of the default process group (unchanged without one)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value = value / dist.get_world_size()
     return value
+
+
+def mean_across_ranks(value: Tensor) -> Tensor:
+    """``value`` averaged over the ranks of the default process group (unchanged without one)."""
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return sum_across_ranks(value) / world if world > 1 else value
+
+
+def _global_mean_std(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased std of ``values`` over the global batch (all DDP ranks), from one all-reduce."""
+    x = values.double()
+    n, total, squares = sum_across_ranks(torch.stack((x.new_tensor(x.numel()), x.sum(), x.square().sum())))
+    mean = total / n
+    var = (squares - n * mean * mean).clamp_min(0.0) / (n - 1).clamp_min(1.0)
+    return mean.to(values.dtype), var.sqrt().to(values.dtype)
 
 
 def _arc_margin(cos: Tensor, margin: float, easy_margin: bool = False) -> Tensor:
@@ -630,11 +644,9 @@ class AdaFaceLoss(AngularHead):
         norms = embeddings.detach().norm(dim=1).clamp(0.001, 100.0)
         if self.training:
             with torch.no_grad():
-                mean = norms.mean()
-                std = ((norms - mean).square().sum() / max(norms.numel() - 1, 1)).sqrt()
-                stats = mean_across_ranks(torch.stack((mean, std)))
-                self.batch_mean.mul_(1.0 - self.t_alpha).add_(self.t_alpha * stats[0])
-                self.batch_std.mul_(1.0 - self.t_alpha).add_(self.t_alpha * stats[1])
+                mean, std = _global_mean_std(norms)
+                self.batch_mean.mul_(1.0 - self.t_alpha).add_(self.t_alpha * mean)
+                self.batch_std.mul_(1.0 - self.t_alpha).add_(self.t_alpha * std)
         z = (self.h * (norms - self.batch_mean) / (self.batch_std + self.EPS)).clamp(-1.0, 1.0)
         theta = torch.acos(_target(cos, labels))
         angle = (theta - self.margin * z).clamp(self.EPS, math.pi - self.EPS)

@@ -27,8 +27,9 @@ class DynamicWeightAverage(nn.Module):
         temperature: T > 0 (the paper uses 2).
 
     The running sums, the last two epoch means and the current weights are buffers, so a resumed
-    run continues exactly; at each epoch end the sums are all-reduced over DDP ranks, so every
-    rank computes the same weights from the global epoch means.
+    run continues exactly; each step's values are averaged over the DDP ranks before they are
+    summed, so every rank holds the same sums (a mid-epoch checkpoint, written by rank 0, is the
+    global state) and computes the same weights from the global epoch means.
     """
 
     def __init__(self, num_terms: int, temperature: float = 2.0) -> None:
@@ -42,18 +43,18 @@ class DynamicWeightAverage(nn.Module):
         self.register_buffer("weights", torch.ones(num_terms))
 
     def accumulate(self, values: Tensor) -> None:
-        """Add one step's unweighted term values (K,) to the running epoch sums."""
-        self.sums += values.detach().to(self.sums)
+        """Add one step's unweighted term values (K,), averaged over the DDP ranks, to the running epoch sums."""
+        values = values.detach().to(self.sums)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(values)  # every rank holds the global sums: a mid-epoch checkpoint of rank 0 is exact
+            values = values / dist.get_world_size()
+        self.sums += values
         self.count += 1
 
     def end_epoch(self) -> None:
         """Close the epoch: store its mean term values and recompute the weights."""
-        sums, count = self.sums.clone(), self.count.clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(sums)
-            dist.all_reduce(count)
-        if count > 0:
-            self.history.copy_(torch.stack([self.history[1], sums / count]))
+        if self.count > 0:
+            self.history.copy_(torch.stack([self.history[1], self.sums / self.count]))
             if not bool(torch.isnan(self.history).any()):
                 rates = self.history[1] / self.history[0].clamp_min(1e-12)
                 weights = len(rates) * torch.softmax(rates / self.temperature, dim=0)
