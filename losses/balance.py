@@ -1,10 +1,15 @@
-"""Adaptive weighting of a composite's terms from their training history.
+"""Adaptive weighting of a composite's terms, and the per-term gradients it and the attribution logs need.
 
-``balance: dwa`` (or ``{name: dwa, temperature: 2.0}``) in a ``loss:`` section turns it on for
-every slot; :class:`losses.Composite` owns one :class:`DynamicWeightAverage` per slot.
+``balance: dwa`` (or ``{name: dwa, temperature: 2.0}``) and ``balance: gradnorm`` (or
+``{name: gradnorm, alpha: 1.5}``) in a ``loss:`` section turn them on for every slot;
+:class:`losses.Composite` owns one :class:`DynamicWeightAverage` or :class:`GradNorm` per slot.
+:func:`term_gradients` computes each term's gradient on a shared layer once per step; GradNorm
+and the ``run.term_grad_norms`` logs (:func:`attribution`) both use it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -64,3 +69,106 @@ class DynamicWeightAverage(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+class GradNorm(nn.Module):
+    """GradNorm (Chen et al., ICML 2018): term weights trained so each term's gradient norm tracks its training rate.
+
+    Formula (W: the task's shared layer, L_i(t): unweighted term values, K terms):
+        g_i      = ||grad_W L_i||                                  (per-term gradient norms, :func:`term_gradients`)
+        G_i      = w_i g_i,    r_i = (L_i(t) / L_i(0)) / mean_j (L_j(t) / L_j(0))
+        L_grad   = sum_i | G_i - [mean_j G_j * r_i^alpha] |         (the bracket is a constant)
+        The network is trained on sum_i w_i L_i with w detached; w is trained on L_grad (its
+        gradient is sign(...) * g_i) and renormalised to sum_i w_i = K before every step.
+        A term that trains more slowly than the others (r_i > 1) gets a larger gradient norm.
+
+    Reference:
+        Chen, Badrinarayanan, Lee & Rabinovich, "GradNorm: Gradient Normalization for Adaptive Loss
+        Balancing in Deep Multitask Networks", ICML 2018. arXiv:1711.02257
+
+    Args:
+        num_terms: K, the number of terms.
+        alpha: the restoring-force strength (>= 0; 0 asks for equal gradient norms; the paper uses 0.12-1.5).
+
+    ``weights`` is an ``nn.Parameter`` (trained in the optimiser's ``balance`` group, weight decay 0);
+    ``initial`` (L_i(0), the first training step's values) is a buffer, so a resumed run continues
+    exactly. Under DDP the gradients and term values are averaged over ranks before L_grad is formed,
+    so every rank computes the same L_grad and keeps the same weights.
+    """
+
+    def __init__(self, num_terms: int, alpha: float = 1.5) -> None:
+        super().__init__()
+        if not alpha >= 0:
+            raise ValueError(f"gradnorm: alpha must be >= 0, got {alpha}")
+        self.alpha = float(alpha)
+        self.weights = nn.Parameter(torch.ones(num_terms))
+        self.register_buffer("initial", torch.full((num_terms,), float("nan"), dtype=torch.float64))
+
+    def current(self) -> Tensor:
+        """The weights normalised to sum K, detached: what the network's loss is weighted with."""
+        weights = self.weights.detach()
+        return weights * (len(weights) / weights.sum())
+
+    @torch.no_grad()
+    def renormalise(self) -> None:
+        """Rescale the weights in place to sum K (kept > 0); called before every training step."""
+        self.weights.clamp_(min=1e-6)
+        self.weights.mul_(len(self.weights) / self.weights.sum())
+
+    def loss(self, norms: Tensor, values: Tensor) -> Tensor:
+        """L_grad from the unweighted per-term gradient norms g_i (K,) and term values L_i(t) (K,), both detached.
+
+        The first call stores ``values`` as L_i(0). Gradients flow into ``weights`` only.
+        """
+        values = values.detach().to(self.initial)
+        self.initial.copy_(torch.where(torch.isnan(self.initial), values, self.initial))
+        ratios = values / self.initial.clamp_min(1e-12)
+        rates = ratios / ratios.mean().clamp_min(1e-12)
+        scaled = self.weights * norms.detach().to(self.weights)
+        target = scaled.mean().detach() * rates.to(scaled).pow(self.alpha)
+        return (scaled - target).abs().sum()
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+def term_gradients(values: Sequence[Tensor], params: Sequence[Tensor]) -> tuple[Tensor, list[bool]]:
+    """Per-term gradients with respect to ``params``: a (K, P) matrix, row i = flattened d values[i] / d params.
+
+    The graph is kept (``retain_graph=True``) for the step's backward pass; no higher-order graph is
+    built. A term that does not reach ``params`` gets a zero row; the second result says which did.
+    Under DDP the rows are averaged over ranks (as DDP averages the step's gradients), so each row
+    is the term's gradient on the global batch. The rows sum to the gradient of ``sum(values)``.
+    """
+    rows, reached = [], []
+    for value in values:
+        grads = (
+            torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+            if value.requires_grad
+            else [None] * len(params)
+        )
+        reached.append(any(g is not None for g in grads))
+        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]))
+    return all_mean(torch.stack(rows)), reached
+
+
+def all_mean(tensor: Tensor) -> Tensor:
+    """The mean of ``tensor`` over DDP ranks (the tensor itself outside distributed runs)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
+    return tensor
+
+
+def attribution(grads: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradient norm of each weighted term and its share of the total update, from unweighted rows (K, P).
+
+    With ``v_i = weights_i * grads_i`` and the total ``v = sum_i v_i``: ``norm_i = ||v_i||`` and
+    ``share_i = <v_i, v> / ||v||^2``, the fraction of the total gradient along its own direction
+    that term i contributes. The shares sum to 1; a negative share is a term pulling against the update.
+    """
+    weighted = grads * weights.to(grads)[:, None]
+    total = weighted.sum(0)
+    shares = weighted @ total / total.square().sum().clamp_min(torch.finfo(grads.dtype).tiny)
+    return weighted.norm(dim=1), shares

@@ -30,13 +30,15 @@ import torch
 from torch import Tensor, nn
 
 from losses._utils import LossInputError
-from losses.balance import DynamicWeightAverage
+from losses.balance import DynamicWeightAverage, GradNorm
 from losses.registry import LossConfigError, create, get
 
 _TERM_KEYS = {"name", "params", "weight", "schedule", "inputs", "optim"}
 _TERM_OPTIM_KEYS = {"lr_mult", "weight_decay"}
 _SCHEDULE_KEYS = {"warmup_epochs", "start", "end", "epochs"}
-_BALANCES = ("fixed", "uncertainty", "dwa")
+_BALANCES = ("fixed", "uncertainty", "dwa", "gradnorm")
+# balance options: name -> (lower bound, whether the bound itself is allowed); gradnorm alpha = 0: equal norms
+_BALANCE_OPTIONS = {"dwa": {"temperature": (0.0, False)}, "gradnorm": {"alpha": (0.0, True)}}
 _SHORTHAND_TERM = re.compile(
     r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_][\w]*)\s*$"
 )
@@ -193,16 +195,20 @@ def _check_mapping(value: Any, accepted: set[str], where: str, example: str) -> 
 
 
 class Composite(nn.Module):
-    """Weighted sum of registry losses with per-term schedules and optional uncertainty weighting.
+    """Weighted sum of registry losses with per-term schedules and optional learned/adaptive weighting.
 
     Formula:
         fixed:        L = sum_i s_i(epoch) * w_i * L_i
         uncertainty:  L = sum_i exp(-u_i) * s_i(epoch) * w_i * L_i + u_i   (u_i = log sigma_i^2, learnable)
         dwa:          L = sum_i d_i(epoch) * s_i(epoch) * w_i * L_i       (d_i: :class:`DynamicWeightAverage`)
+        gradnorm:     L = sum_i g_i * s_i(epoch) * w_i * L_i              (g_i: :class:`GradNorm`, detached here;
+                      the task adds GradNorm's L_grad, which needs the shared layer's parameters)
+        :meth:`effective_weights` gives each term's factor on L_i (the product above).
 
     Reference:
         Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses", CVPR 2018.
         Liu, Johns & Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019 (DWA).
+        Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing", ICML 2018.
 
     Inputs: a slot is called with positional inputs (bound, in order, to the slot's input names,
     e.g. ``pred, target``) and/or named ones (``discriminator=D, real=x, fake=y``). A term that
@@ -243,6 +249,7 @@ class Composite(nn.Module):
         else:
             self.register_parameter("log_vars", None)
         self.dwa = DynamicWeightAverage(len(terms), **options) if balance == "dwa" else None
+        self.gradnorm = GradNorm(len(terms), **options) if balance == "gradnorm" else None
 
     def set_epoch(self, epoch: float) -> None:
         """Tell the schedules which (possibly fractional) epoch training is in; a new epoch updates DWA weights."""
@@ -257,8 +264,24 @@ class Composite(nn.Module):
             self._epoch = float(state_dict[prefix + "epoch"])
 
     def term_weights(self) -> list[float]:
-        """Spec weight x schedule of each term at the current epoch (DWA and uncertainty act on top)."""
+        """Spec weight x schedule of each term at the current epoch (DWA, GradNorm and uncertainty act on top)."""
         return [w * (s(self._epoch) if s is not None else 1.0) for w, s in zip(self.weights, self.schedules)]
+
+    def balance_weights(self) -> Tensor | None:
+        """The learned/adaptive factor of each term (K,), detached: DWA or GradNorm weights, exp(-u_i); else None."""
+        if self.dwa is not None:
+            return self.dwa.weights
+        if self.gradnorm is not None:
+            return self.gradnorm.current()
+        if self.log_vars is not None:
+            return torch.exp(-self.log_vars.detach())
+        return None
+
+    def effective_weights(self) -> Tensor:
+        """Each term's total factor on its unweighted value (K,): spec weight x schedule x balance weight."""
+        weights = torch.tensor(self.term_weights(), device=self.epoch.device)
+        learned = self.balance_weights()
+        return weights if learned is None else weights * learned.to(weights)
 
     def term_arguments(self, args: tuple[Any, ...], named: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The positional arguments each term is called with (see the class docstring)."""
@@ -280,13 +303,15 @@ class Composite(nn.Module):
         return calls
 
     def forward_terms(
-        self, *args: Any, normalizer: float | Tensor = 1.0, **named: Any
+        self, *args: Any, normalizer: float | Tensor = 1.0, detach: bool = True, **named: Any
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total and unweighted per-term values; every term is divided by ``normalizer`` first.
 
         ``normalizer`` is for callers that sum a loss and divide by a count (detection heads divide
         by the number of foreground anchors): the uncertainty weights then act on the normalised
         terms and the ``log sigma^2`` regulariser stays unscaled, as in Kendall et al.
+        ``detach=False`` keeps the per-term values in the graph (for per-term gradients: GradNorm,
+        ``run.term_grad_norms``).
         """
         calls = self.term_arguments(args, named)
         values = [loss(*call) for loss, call in zip(self.terms, calls)]
@@ -295,14 +320,17 @@ class Composite(nn.Module):
         if self.dwa is not None and self.training and torch.is_grad_enabled():
             self.dwa.accumulate(torch.stack([v.detach().float() for v in values]))
         total = values[0].new_zeros(())
+        adaptive = self.dwa.weights if self.dwa is not None else None
+        if self.gradnorm is not None:
+            adaptive = self.gradnorm.current()
         for i, (value, weight) in enumerate(zip(values, self.term_weights())):
-            if self.dwa is not None:
-                weight = weight * self.dwa.weights[i]  # a tensor: no host sync
+            if adaptive is not None:
+                weight = weight * adaptive[i]  # a tensor: no host sync
             if self.log_vars is not None:
                 total = total + torch.exp(-self.log_vars[i]) * weight * value + self.log_vars[i]
             elif not isinstance(weight, float) or weight != 0.0:
                 total = total + weight * value
-        return total, {n: v.detach() for n, v in zip(self.names, values)}
+        return total, {n: v.detach() if detach else v for n, v in zip(self.names, values)}
 
     def forward(self, *args: Any, **named: Any) -> Tensor:
         return self.forward_terms(*args, **named)[0]
@@ -313,22 +341,26 @@ class Composite(nn.Module):
 
 
 def parse_balance(spec: str | Mapping[str, Any], where: str = "loss.balance") -> tuple[str, dict[str, float]]:
-    """``fixed`` | ``uncertainty`` | ``dwa`` | ``{name: dwa, temperature: T}`` -> (name, options)."""
+    """``fixed`` | ``uncertainty`` | ``dwa`` | ``gradnorm`` | ``{name: dwa, temperature: T}`` |
+    ``{name: gradnorm, alpha: a}`` -> (name, options)."""
     if isinstance(spec, Mapping):
         options = {k: v for k, v in spec.items() if k != "name"}
         name = spec.get("name")
     else:
         name, options = spec, {}
     if name not in _BALANCES:
-        raise LossConfigError(f"{where}: expected one of {', '.join(_BALANCES)} (or {{name: dwa, temperature: 2}}), "
-                              f"got {spec!r}")
-    accepted = {"dwa": ("temperature",)}.get(name, ())
+        raise LossConfigError(f"{where}: expected one of {', '.join(_BALANCES)} (or {{name: dwa, temperature: 2}}, "
+                              f"{{name: gradnorm, alpha: 1.5}}), got {spec!r}")
+    accepted = _BALANCE_OPTIONS.get(name, {})
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise LossConfigError(f"{where}: {name} takes {', '.join(accepted) or 'no options'}; got {unknown}")
     for key, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise LossConfigError(f"{where}.{key}: expected a number > 0, got {value!r}")
+        bound, inclusive = accepted[key]
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if not number or value < bound or (value == bound and not inclusive):
+            raise LossConfigError(f"{where}.{key}: expected a number {'>=' if inclusive else '>'} {bound:g}, "
+                                  f"got {value!r}")
     return name, {k: float(v) for k, v in options.items()}
 
 

@@ -17,6 +17,14 @@ In a step the task calls :meth:`compute_loss` (one slot) or :meth:`evaluate` per
 :meth:`finish_losses` (several slots). Both pass the finite-loss guard (:mod:`tasks.guard`) in
 training and log ``<stage>/loss/<slot>`` and ``<stage>/loss/<slot>/<term>``; a step the guard
 skips returns ``None`` (Lightning then skips backward and the optimiser step).
+
+Per-term gradients on the slot's :meth:`~LossTask.shared_layer` are computed once per step where
+needed (:func:`losses.balance.term_gradients`): ``balance: gradnorm`` adds GradNorm's L_grad to the
+returned total, and ``run.term_grad_norms: N`` (:attr:`LossTask.term_grad_norms`) logs every N
+training batches ``train/grad_norm/<slot>/<term>`` (the weighted term's gradient norm) and
+``train/grad_share/<slot>/<term>`` (its share of the slot's total gradient). Every epoch the task
+logs each term's effective weight, ``train/weight/<slot>/<term>`` (spec weight x schedule x
+DWA/GradNorm weight or exp(-log sigma^2)).
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 import losses
+from losses.balance import all_mean, attribution, term_gradients
 from tasks.guard import NonFiniteLossError, SlotResult, all_finite, describe
-from tasks.optim import build_optimizer, build_scheduler, parameter_groups, parse_optim
+from tasks.optim import GROUP_DEFAULTS, OptimSpec, build_optimizer, build_scheduler, parameter_groups, parse_optim
 
 
 class LossTask(L.LightningModule):
@@ -67,13 +77,17 @@ class LossTask(L.LightningModule):
         #: what the finite-loss guard does on NaN/Inf: "stop" or "skip" (set from `run.on_nonfinite`).
         self.on_nonfinite = "stop"
         self.nonfinite_skipped = 0
+        self.term_grad_norms = None
+        self._shared_params: dict[str, list[nn.Parameter]] = {}
+        self._unreached: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ losses
 
     def evaluate(self, slot: str, *args: Any, normalizer: float | Tensor = 1.0, **inputs: Any) -> SlotResult:
         """Evaluate a slot on its inputs (positional, then named) without logging."""
         composite = self.loss_slots[slot]
-        total, terms = composite.forward_terms(*args, normalizer=normalizer, **inputs)
+        keep = self.training and torch.is_grad_enabled() and (composite.gradnorm is not None or self._attribution_due())
+        total, terms = composite.forward_terms(*args, normalizer=normalizer, detach=not keep, **inputs)
         return SlotResult(slot, total, terms, composite, [(args, inputs)])
 
     def compute_loss(
@@ -96,6 +110,9 @@ class LossTask(L.LightningModule):
         total = sum(r.total for r in results.values())
         if len(results) > 1:
             self._log(f"{stage}/loss", total, stage, batch_size, prog_bar=True)
+        if stage == "train":
+            for grad_loss in self._term_gradient_steps(results, batch_size):
+                total = total + grad_loss
         return total
 
     def log_losses(self, values: Mapping[str, Tensor], stage: str, batch_size: int | None = None) -> None:
@@ -137,6 +154,95 @@ class LossTask(L.LightningModule):
         for composite in self.loss_slots.values():
             composite.set_epoch(self.current_epoch)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        for composite in self.loss_slots.values():  # after the previous step's update, so a resumed run matches
+            if composite.gradnorm is not None:
+                composite.gradnorm.renormalise()
+
+    # ------------------------------------------------------------------ per-term gradients and weights
+
+    @property
+    def term_grad_norms(self) -> int | None:
+        """Log per-term gradient norms and shares every N training batches (``run.term_grad_norms``); None: off."""
+        return self._term_grad_norms
+
+    @term_grad_norms.setter
+    def term_grad_norms(self, every: int | None) -> None:
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise losses.LossConfigError(
+                f"run.term_grad_norms: expected an integer >= 1 (log every N training batches) or null, got {every!r}"
+            )
+        self._term_grad_norms = every
+
+    def shared_layer(self, slot: str) -> nn.Module:
+        """The layer on which GradNorm balances and ``run.term_grad_norms`` attributes ``slot``'s terms.
+
+        Default: the last registered module owning trainable parameters of the slot's optimiser (the
+        output layer of a single-head network, where every term of a slot meets). A task whose slots
+        sit on different heads returns the layer they share.
+        """
+        declared = self.LOSS_SLOTS.get(slot)
+        optimizer = (declared.optimizer if declared else None) or (self.OPTIMIZERS[0] if self.OPTIMIZERS else "")
+        trained = {id(p) for _, p in self.optimizer_parameters(optimizer)}
+        layers = [m for m in self.modules() if any(id(p) in trained for p in m.parameters(recurse=False))]
+        if not layers:
+            raise losses.LossConfigError(f"loss.{slot}: {type(self).__name__} has no trainable layer for per-term "
+                                         "gradients (balance: gradnorm, run.term_grad_norms)")
+        return layers[-1]
+
+    def _attribution_due(self) -> bool:
+        every = self.term_grad_norms
+        if not every or self._trainer is None:
+            return False
+        return self.trainer.fit_loop.epoch_loop.total_batch_idx % every == 0
+
+    def _term_gradient_steps(self, results: Mapping[str, SlotResult], batch_size: int | None) -> list[Tensor]:
+        """GradNorm's L_grad for each gradnorm slot, and the attribution logs when due (one gradient pass per slot)."""
+        extra: list[Tensor] = []
+        attribute = self._attribution_due()
+        logs: dict[str, float] = {}
+        for slot, result in results.items():
+            composite = result.composite
+            terms = [result.terms[name] for name in composite.names]
+            if (composite.gradnorm is None and not attribute) or not any(t.requires_grad for t in terms):
+                continue
+            grads = self._term_gradients(slot, composite.names, terms)
+            if composite.gradnorm is not None:
+                norms = grads.norm(dim=1)
+                norms = torch.where(torch.isfinite(norms).all(), norms, torch.zeros_like(norms))  # overflow: no update
+                values = all_mean(torch.stack([t.detach().float() for t in terms]))
+                grad_loss = composite.gradnorm.loss(norms, values)
+                self._log(f"train/gradnorm_loss/{slot}", grad_loss, "train", batch_size)
+                extra.append(grad_loss)
+            if attribute:
+                norms, shares = attribution(grads, composite.effective_weights())
+                for name, norm, share in zip(composite.names, norms.tolist(), shares.tolist()):
+                    logs[f"train/grad_norm/{slot}/{name}"] = norm
+                    logs[f"train/grad_share/{slot}/{name}"] = share
+        if logs:  # straight to the loggers: Lightning would drop steps off its log_every_n_steps cadence
+            epoch_loop = self.trainer.fit_loop.epoch_loop
+            logs["epoch"] = self.current_epoch + epoch_loop.batch_idx / max(1, self.trainer.num_training_batches)
+            for logger in self.loggers:
+                logger.log_metrics(logs, step=self.global_step)
+        return extra
+
+    def _term_gradients(self, slot: str, names: list[str], terms: list[Tensor]) -> Tensor:
+        if slot not in self._shared_params:
+            layer = self.shared_layer(slot)
+            self._shared_params[slot] = [p for p in layer.parameters() if p.requires_grad]
+        grads, reached = term_gradients(terms, self._shared_params[slot])
+        for name, ok in zip(names, reached):
+            if not ok and (slot, name) not in self._unreached:
+                self._unreached.add((slot, name))
+                rank_zero_warn(f"loss.{slot}: term {name!r} does not reach {type(self).__name__}.shared_layer"
+                               f"({slot!r}); its gradient there counts as 0")
+        return grads
+
+    def _log_term_weights(self) -> None:
+        for slot, composite in self.loss_slots.items():
+            for name, weight in zip(composite.names, composite.effective_weights()):
+                self.log(f"train/weight/{slot}/{name}", weight, on_step=False, on_epoch=True)
+
     # ------------------------------------------------------------------ optimisers
 
     def optimizer_parameters(self, name: str) -> Iterable[tuple[str, nn.Parameter]]:
@@ -160,7 +266,8 @@ class LossTask(L.LightningModule):
         max_epochs = (self.trainer.max_epochs or 1) if self._trainer is not None else 1
         optimizers, schedulers = [], []
         for name, spec in self.optim_specs.items():
-            groups = parameter_groups(spec, self.optimizer_parameters(name), self._slots_of(name))
+            slots = self._slots_of(name)
+            groups = _with_gradnorm_weights(parameter_groups(spec, self.optimizer_parameters(name), slots), spec, slots)
             optimizer = build_optimizer(spec, groups)
             optimizers.append(optimizer)
             scheduler = build_scheduler(spec, optimizer, max_epochs, name)
@@ -190,8 +297,26 @@ class LossTask(L.LightningModule):
         optimizer.step()
 
     def on_train_epoch_end(self) -> None:
+        self._log_term_weights()
         if self.automatic_optimization:
             return
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
+
+
+def _with_gradnorm_weights(
+    groups: list[dict[str, Any]], spec: OptimSpec, slots: Mapping[str, losses.Composite]
+) -> list[dict[str, Any]]:
+    """Add the slots' GradNorm weights to the ``balance`` group (made with that group's options if absent)."""
+    weights = [composite.gradnorm.weights for composite in slots.values() if composite.gradnorm is not None]
+    if not weights:
+        return groups
+    group = next((g for g in groups if g["name"] == "balance"), None)
+    if group is None:
+        options = {**GROUP_DEFAULTS["balance"], **spec.groups.get("balance", {})}
+        group = {"params": [], "name": "balance", "lr": spec.lr * options.get("lr_mult", 1.0),
+                 "weight_decay": options.get("weight_decay", spec.weight_decay)}
+        groups.append(group)
+    group["params"].extend(weights)
+    return groups

@@ -124,6 +124,7 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     task = _construct("model", package.TASK, loss=config["loss"], optim=config["optim"], **config["model"])
     run = config["run"]
     task.on_nonfinite = run["on_nonfinite"]
+    task.term_grad_norms = run["term_grad_norms"]
     monitor = run["monitor"] or task.MONITOR
     mode = run["mode"] or task.MONITOR_MODE
     # best-*.ckpt by the monitor; last.ckpt without one, so it is written even before the first

@@ -33,6 +33,7 @@ RUN_DEFAULTS = {
     "mode": None,
     "plot": True,
     "on_nonfinite": "stop",
+    "term_grad_norms": None,  # log each loss term's gradient norm and share every N training batches
 }
 CONFIG_FILENAME = "config.yaml"
 

@@ -42,33 +42,54 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def plot_loss_curves(log_dir: Path, out_png: Path) -> Path | None:
-    """Three panels: per-slot train/val totals, per-term train values, validation metrics."""
+    """Per-slot train/val totals, per-term train values, effective term weights, per-term gradient norms and
+    shares on the shared layer (``run.term_grad_norms``) and validation metrics, one panel each (those logged)."""
     series = read_metrics(log_dir)
     totals = {k: v for k, v in series.items() if _is_total(k)}
+    if not totals:
+        return None
     terms = {
         k: v for k, v in series.items() if k.startswith("train/loss/") and k.endswith("_epoch") and k not in totals
     }
+    prefixed = {p: {k: v for k, v in series.items() if k.startswith(p)} for p in _TERM_PANELS}
     scores = {k: v for k, v in series.items() if k.startswith("val/") and "/loss" not in k}
-    if not totals:
-        return None
-    panels = [("loss (per epoch)", totals), ("train loss terms (unweighted)", terms), ("validation metrics", scores)]
+    panels = [
+        ("loss (per epoch)", totals, True),
+        ("train loss terms (unweighted)", terms, True),
+        *((title, prefixed[prefix], log) for prefix, (title, log) in _TERM_PANELS.items()),
+        ("validation metrics", scores, False),
+    ]
     panels = [p for p in panels if p[1]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (title, data) in zip(axes[0], panels):
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for ax, (title, data, log) in zip(axes.flat, panels):
         for name, points in sorted(data.items()):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", markersize=3, label=name.removesuffix("_epoch"))
-        if title.startswith(("loss", "train loss")) and all(y > 0 for pts in data.values() for _, y in pts):
+            label = name.removesuffix("_epoch")
+            ax.plot(xs, ys, marker="o", markersize=3, label=next(
+                (label.removeprefix(p) for p in _TERM_PANELS if label.startswith(p)), label))
+        if log and all(y > 0 for pts in data.values() for _, y in pts):
             ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
+
+
+# per-term panels: key prefix -> (title, log scale)
+_TERM_PANELS = {
+    "train/weight/": ("effective term weights", False),
+    "train/grad_norm/": ("gradient norm of each weighted term (shared layer)", True),
+    "train/grad_share/": ("share of the total gradient (shared layer)", False),
+}
 
 
 def _is_total(key: str) -> bool:
