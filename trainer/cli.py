@@ -118,13 +118,35 @@ def _run_stage(args: argparse.Namespace) -> int:
         save_config(cfg, run_dir)
     stage = getattr(objects.trainer, args.stage)
     console.print(f"[bold]{args.stage}[/] {config['task']} -> {run_dir}" + (f" (from {ckpt})" if ckpt else ""))
+    before = _files(run_dir / "predictions") if args.stage == "predict" else {}
     result = stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None)
     if args.stage == "fit":
         _print_metrics(objects.trainer.callback_metrics, run_dir)
     elif args.stage == "predict":
         count = sum(len(batch) for batch in result or [])
-        console.print(f"predicted {count} samples; outputs under {run_dir / 'predictions'}")
+        _print_written(run_dir / "predictions", before, f"predicted {count} samples")
     return 0
+
+
+def _files(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under ``folder`` -> (modification time in ns, size): what a later call changed shows."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+def _print_written(folder: Path, before: dict[Path, tuple[int, int]], headline: str) -> None:
+    """List the files under ``folder`` this call wrote (new or rewritten): a count per sub-folder and extension."""
+    written = [p for p, stamp in _files(folder).items() if before.get(p) != stamp] if folder.is_dir() else []
+    if not written:
+        console.print(f"{headline}; [bold red]no files written[/] under {escape(str(folder))}")
+        return
+    console.print(f"{headline}; wrote {len(written)} files under {escape(str(folder))}:")
+    groups: dict[tuple[str, str], int] = {}
+    for path in written:
+        key = (path.parent.relative_to(folder).as_posix(), path.suffix.lower() or "(no extension)")
+        groups[key] = groups.get(key, 0) + 1
+    width = max(len(sub) for sub, _ in groups) + 2
+    for (sub, suffix), count in sorted(groups.items()):
+        console.print(escape(f"  {sub + '/':<{width}} {count:>5} {suffix}"), highlight=False)
 
 
 def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:

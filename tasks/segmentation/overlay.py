@@ -1,4 +1,4 @@
-"""Prediction overlays: image | ground truth | prediction, one row per sample."""
+"""Prediction pictures: validation grids (image | ground truth | prediction), class-map PNGs, image overlays."""
 
 from __future__ import annotations
 
@@ -59,4 +59,16 @@ def save_label_png(labels: Tensor, path: Path) -> Path:
     image.putpalette([0, 0, 0, *colours[1:].ravel().tolist()])
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
+    return path
+
+
+def save_image_overlay(image_path: Path, labels: Tensor, path: Path, num_classes: int, ignore_index: int = 255) -> Path:
+    """Colour an (H, W) class map over the image it was predicted from (same size) and save it as PNG."""
+    with Image.open(image_path) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    rgba = colourise(labels.detach().cpu().numpy(), num_classes, ignore_index)
+    alpha = rgba[..., 3:]
+    blended = rgb * (1.0 - alpha) + rgba[..., :3] * alpha
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((blended * 255.0 + 0.5).astype(np.uint8)).save(path)
     return path

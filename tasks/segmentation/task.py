@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 from torchmetrics import MetricCollection
@@ -27,26 +28,29 @@ from torchmetrics.classification import (
 
 import losses
 from tasks.base import LossTask
-from tasks.sampling import SampleKey
 from tasks.segmentation.model import build_model
-from tasks.segmentation.overlay import save_label_png, save_overlay
+from tasks.segmentation.overlay import save_image_overlay, save_label_png, save_overlay
 
 MODES = ("binary", "multiclass", "multilabel")
 
 
-class MaskWriter(BasePredictionWriter):
-    """Write each predicted class map to ``<run>/predictions/<split>/<image stem>.png``."""
+class PredictionWriter(BasePredictionWriter):
+    """Write each image's class map and overlay under ``<run>/predictions/<folder>/{masks,overlays}/<stem>.png``.
+
+    Class maps are palette PNGs of class indices at the image's own size (the format the loader
+    reads masks in); overlays colour the classes over the image.
+    """
 
     def __init__(self) -> None:
         super().__init__(write_interval="batch")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         dataset = trainer.predict_dataloaders.dataset
-        if not hasattr(dataset, "samples") or batch_indices is None:
-            return
-        out_dir = Path(trainer.default_root_dir) / "predictions" / Path(dataset.split_dir).name
-        for key, label in zip(batch_indices, prediction):
-            save_label_png(label, out_dir / f"{dataset.samples[SampleKey.of(key).index][0].stem}.png")
+        out_dir = Path(trainer.default_root_dir) / "predictions" / dataset.name
+        for index, labels in zip(batch["index"].tolist(), prediction):
+            path = dataset.paths[index]
+            save_label_png(labels, out_dir / "masks" / f"{path.stem}.png")
+            save_image_overlay(path, labels, out_dir / "overlays" / f"{path.stem}.png", pl_module.num_classes)
 
 
 class SegmentationTask(LossTask):
@@ -90,7 +94,15 @@ class SegmentationTask(LossTask):
         self.save_hyperparameters(ignore=["loss", "optim"])
         out_channels = {"binary": 1, "multiclass": num_classes, "multilabel": num_classes - 1}[mode]
         self.model = build_model(arch, encoder, in_channels, out_channels, encoder_weights, norm)
-        self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"model.class_names: {len(class_names)} names for model.num_classes={num_classes} "
+                f"(one per class, background first): {list(class_names)}"
+            )
+        default_names = ["background", "foreground"] if (mode, num_classes) == ("binary", 2) else None
+        self.class_names = list(class_names or default_names or [f"class_{i}" for i in range(num_classes)])
+        #: how many class indices a mask may hold (checked by the datamodule); binary: any value > 0 is foreground
+        self.mask_classes = None if mode == "binary" else num_classes
         self.overlay_every_n_epochs = overlay_every_n_epochs
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -155,12 +167,27 @@ class SegmentationTask(LossTask):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test", self.test_metrics)
 
-    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """Class maps (N, H, W); :class:`MaskWriter` saves them as PNGs."""
-        return self.label_map(self.predict_labels(self(batch[0])))
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[Tensor]:
+        """One (H, W) class map per image at its size on disk; :class:`PredictionWriter` saves them.
+
+        The batch is edge-padded to a multiple of the encoder's output stride (any image size
+        works), each image's logits are cropped back to its extent and, when the datamodule
+        resized it (``data.image_size``), resized to its original size before the argmax.
+        """
+        images = batch["image"]
+        stride = getattr(self.model.encoder, "output_stride", 32)
+        height, width = images.shape[-2:]
+        logits = self(F.pad(images, (0, -width % stride, 0, -height % stride), mode="replicate"))
+        maps = []
+        for logit, (h, w), original in zip(logits, batch["size"].tolist(), batch["original"].tolist()):
+            logit = logit[None, :, :h, :w]
+            if [h, w] != original:
+                logit = F.interpolate(logit, size=original, mode="bilinear", align_corners=False)
+            maps.append(self.label_map(self.predict_labels(logit))[0])
+        return maps
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return [MaskWriter()]
+        return [PredictionWriter()]
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str, metrics: MetricCollection) -> None:
         images, mask = batch
@@ -177,22 +204,26 @@ class SegmentationTask(LossTask):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)
 
+    def metric_names(self) -> list[str]:
+        """The class each per-class metric is about: binary names background and foreground from ``class_names``."""
+        if self.mode == "binary":
+            return [self.class_names[0], self.class_names[1] if self.num_classes == 2 else "foreground"]
+        return self.class_names[1:] if self.mode == "multilabel" else self.class_names
+
     def _log_metrics(self, stage: str, metrics: MetricCollection) -> None:
+        """``miou``/``dice`` (class means), ``iou/<class>``/``dice/<class>`` for every class, and the foreground
+        means ``miou_fg``/``dice_fg`` where several classes are foreground (otherwise they repeat a per-class value).
+        """
         values = metrics.compute()
         metrics.reset()
         iou, dice = values[f"{stage}/iou"], values[f"{stage}/dice"]
-        names = (
-            self.class_names
-            if self.mode == "multiclass"
-            else (["background", "foreground"] if self.mode == "binary" else self.class_names[1:])
-        )
-        foreground = iou if self.mode == "multilabel" else iou[1:]
+        logged = {f"{stage}/miou": iou.mean(), f"{stage}/dice": dice.mean()}
+        if self.mode == "multiclass" and self.num_classes > 2:
+            logged |= {f"{stage}/miou_fg": iou[1:].mean(), f"{stage}/dice_fg": dice[1:].mean()}
+        for name, class_iou, class_dice in zip(self.metric_names(), iou, dice):
+            logged |= {f"{stage}/iou/{name}": class_iou, f"{stage}/dice/{name}": class_dice}
         # torchmetrics already reduced across ranks; sync_dist only averages identical values
-        self.log_dict(
-            {f"{stage}/miou": iou.mean(), f"{stage}/miou_fg": foreground.mean(), f"{stage}/dice": dice.mean()},
-            sync_dist=True,
-        )
-        self.log_dict({f"{stage}/iou/{name}": value for name, value in zip(names, iou)}, sync_dist=True)
+        self.log_dict(logged, sync_dist=True)
 
     # ------------------------------------------------------------------ overlays
 

@@ -67,8 +67,8 @@ def test_test_and_predict_use_the_runs_checkpoint(tiny_segmentation_config):
     run_dir = tiny_segmentation_config.parent / "runs" / "tiny" / "version_0"
     assert main(["test", "--ckpt", str(run_dir)]) == 0
     assert main(["predict", "--ckpt", str(run_dir)]) == 0
-    written = sorted((run_dir / "predictions" / "val").glob("*.png"))
-    assert len(written) == 8  # one class map per validation image, named after it
+    written = sorted((run_dir / "predictions" / "val" / "masks").glob("*.png"))
+    assert len(written) == 8  # one class map per validation image (no data.predict_dir), named after it
     assert (run_dir / "logs_test" / "metrics.csv").is_file()
     assert not list((run_dir / "logs").glob("metrics.part*.csv"))  # the training log is untouched
 

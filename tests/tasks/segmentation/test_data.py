@@ -7,8 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
+from tasks.datacheck import DataError
 from tasks.sampling import SampleKey, SeededSampler
-from tasks.segmentation.data import MaskFolderDataset, SegmentationDataModule, build_transforms, read_mask
+from tasks.segmentation.data import (
+    ImageFolderDataset,
+    MaskFolderDataset,
+    SegmentationDataModule,
+    build_transforms,
+    collate_images,
+    read_mask,
+)
 from tasks.segmentation.shapes import CLASSES, generate_shapes
 
 
@@ -43,9 +51,9 @@ def test_dataset_pairs_by_stem_and_reports_missing_masks(tmp_path):
     assert image.shape == (3, 4, 4) and image.dtype == torch.float32
     assert mask.dtype == torch.int64 and mask.unique().tolist() == [1]
     (root / "masks" / "b.png").unlink()
-    with pytest.raises(FileNotFoundError, match="without a mask"):
+    with pytest.raises(DataError, match=r"b\.jpg: no mask named b\.\*"):
         MaskFolderDataset(root)
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(DataError, match="no images"):
         MaskFolderDataset(tmp_path / "nothing")
 
 
@@ -85,3 +93,86 @@ def test_seeded_sampler_epochs_and_skip():
 def test_datamodule_rejects_unknown_shapes_settings():
     with pytest.raises(ValueError, match="data.shapes"):
         SegmentationDataModule(shapes={"count": 3})
+
+
+# ---------------------------------------------------------------- corrupt data, checked when the data is indexed
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+CORRUPTIONS = {  # name -> (damage one pair of the folder, the file named, the problem named)
+    "truncated image": (lambda r: truncate(r / "images/b.jpg"), "images/b.jpg", "not a readable image"),
+    "empty mask": (lambda r: (r / "masks/b.png").write_bytes(b""), "masks/b.png", "empty file"),
+    "mask not an image": (lambda r: (r / "masks/b.png").write_text("label,x\n"), "masks/b.png", "not a readable image"),
+    "mask size differs": (
+        lambda r: Image.fromarray(np.zeros((4, 5), np.uint8)).save(r / "masks/b.png"),
+        "masks/b.png",
+        "mask is 5x4 but its image b.jpg is 4x4",
+    ),
+    "mask value outside classes": (
+        lambda r: Image.fromarray(np.array([[0, 1], [7, 255]], np.uint8).repeat(2, 0).repeat(2, 1)).save(
+            r / "masks/b.png"
+        ),
+        "masks/b.png",
+        r"mask values \[7\] are outside the classes 0..2",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_bad_pair_is_named_or_skipped_with_one_warning(corruption, tmp_path):
+    damage, culprit, problem = CORRUPTIONS[corruption]
+    masks = {stem: np.array([[0, 1], [2, 255]]).repeat(2, 0).repeat(2, 1) for stem in "abc"}  # 255: void, accepted
+    root = make_folder(tmp_path / "split", masks)
+    damage(root)
+    with pytest.raises(DataError, match=problem) as error:
+        MaskFolderDataset(root, num_classes=3)
+    assert str(error.value).startswith(str(root / culprit)) and "data.skip_bad" in str(error.value)
+    with pytest.warns(UserWarning, match="skipped 1 of 3 image/mask pairs") as caught:
+        dataset = MaskFolderDataset(root, num_classes=3, skip_bad=True)
+    assert len(caught) == 1
+    assert [image.stem for image, _ in dataset.samples] == ["a", "c"]
+
+
+def test_datamodule_checks_mask_values_against_the_classes_when_set_up(tmp_path):
+    for split in ("train", "val"):
+        make_folder(tmp_path / split, {"a": np.array([[0, 3], [1, 1]])})
+    SegmentationDataModule(root=str(tmp_path), num_classes=4).setup("fit")
+    with pytest.raises(DataError, match=r"train/masks/a\.png: mask values \[3\]"):
+        SegmentationDataModule(root=str(tmp_path), num_classes=3).setup("fit")
+
+
+def test_predict_folder_needs_no_masks_and_names_bad_images(tmp_path):
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for stem, size in (("a", (6, 4)), ("b", (3, 5))):
+        Image.fromarray(np.full((*size, 3), 90, np.uint8)).save(folder / f"{stem}.png")
+    (folder / "notes.txt").write_text("not an image suffix: ignored")
+    dataset = ImageFolderDataset(folder, build_transforms(train=False, image_size=None))
+    assert [p.name for p in dataset.paths] == ["a.png", "b.png"] and dataset.name == "unlabelled"
+    batch = collate_images([dataset[0], dataset[1]])
+    assert batch["image"].shape == (2, 3, 6, 5)  # padded to the largest height and width
+    assert batch["size"].tolist() == [[6, 4], [3, 5]] == batch["original"].tolist()
+    assert batch["index"].tolist() == [0, 1]
+    resized = ImageFolderDataset(folder, build_transforms(train=False, image_size=8))
+    assert collate_images([resized[1]])["size"].tolist() == [[8, 8]] and resized[1][1] == (3, 5)
+
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(folder / "a.jpg")  # a.png's output would overwrite its
+    truncate(folder / "b.png")
+    with pytest.raises(DataError, match=r"a\.png: same stem as a\.jpg"):
+        ImageFolderDataset(folder)
+    with pytest.warns(UserWarning, match="skipped 2 of 3 images"):
+        assert [p.name for p in ImageFolderDataset(folder, skip_bad=True).paths] == ["a.jpg"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="data.predict_dir: no images"):
+        ImageFolderDataset(tmp_path / "empty")
+
+
+def test_checkpoint_preprocessing_wins_over_the_config():
+    trained = SegmentationDataModule(image_size=64)
+    later = SegmentationDataModule(image_size=None)
+    with pytest.warns(UserWarning, match="data.image_size=None differs from the checkpoint's 64"):
+        later.load_state_dict(trained.state_dict())
+    assert later.image_size == 64
