@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from losses._utils import LossInputError
-from losses.balance import DynamicWeightAverage, GradNorm
+from losses.balance import DynamicWeightAverage, GradNorm, all_mean
 from losses.registry import LossConfigError, create, get
 
 _TERM_KEYS = {"name", "params", "weight", "schedule", "inputs", "optim"}
@@ -276,6 +276,24 @@ class Composite(nn.Module):
         if self.log_vars is not None:
             return torch.exp(-self.log_vars.detach())
         return None
+
+    def gradnorm_loss(self, terms: Mapping[str, Tensor], grads: Tensor) -> Tensor:
+        """GradNorm's L_grad for one training step (``balance: gradnorm``); add it to the total before backward.
+
+        ``terms``: the step's unweighted term values from ``forward_terms(..., detach=False)``;
+        ``grads``: their gradients on the shared layer, ``losses.balance.term_gradients(values, params)[0]``.
+        Tasks do this for you (:class:`tasks.base.LossTask`); in a plain loop::
+
+            total, terms = crit.forward_terms(pred, target, detach=False)
+            grads, _ = term_gradients(list(terms.values()), list(model.last_layer.parameters()))
+            (total + crit.gradnorm_loss(terms, grads)).backward()
+        """
+        if self.gradnorm is None:
+            raise LossConfigError(f"{self.where}: gradnorm_loss needs balance: gradnorm, not {self.balance!r}")
+        norms = grads.norm(dim=1)
+        norms = torch.where(torch.isfinite(norms).all(), norms, torch.zeros_like(norms))  # overflow: no update
+        values = all_mean(torch.stack([terms[name].detach().float() for name in self.names]))
+        return self.gradnorm.loss(norms, values)
 
     def effective_weights(self) -> Tensor:
         """Each term's total factor on its unweighted value (K,): spec weight x schedule x balance weight."""

@@ -38,7 +38,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 import losses
-from losses.balance import all_mean, attribution, term_gradients
+from losses.balance import attribution, term_gradients
 from tasks.guard import NonFiniteLossError, SlotResult, all_finite, describe
 from tasks.optim import GROUP_DEFAULTS, OptimSpec, build_optimizer, build_scheduler, parameter_groups, parse_optim
 
@@ -208,10 +208,7 @@ class LossTask(L.LightningModule):
                 continue
             grads = self._term_gradients(slot, composite.names, terms)
             if composite.gradnorm is not None:
-                norms = grads.norm(dim=1)
-                norms = torch.where(torch.isfinite(norms).all(), norms, torch.zeros_like(norms))  # overflow: no update
-                values = all_mean(torch.stack([t.detach().float() for t in terms]))
-                grad_loss = composite.gradnorm.loss(norms, values)
+                grad_loss = composite.gradnorm_loss(result.terms, grads)
                 self._log(f"train/gradnorm_loss/{slot}", grad_loss, "train", batch_size)
                 extra.append(grad_loss)
             if attribute:

@@ -178,3 +178,20 @@ def test_dwa_ignores_validation_and_rejects_bad_options():
                          ({"name": "dwa", "alpha": 1}, "dwa takes temperature")]:
         with pytest.raises(losses.LossConfigError, match=message):
             losses.build_slot("toy_mean + toy_sqr", balance=bad)
+
+
+def test_effective_weights_combine_spec_schedule_and_learned_weights():
+    spec = [{"name": "toy_mean", "weight": 2.0}, {"name": "toy_sqr", "weight": 0.5, "schedule": {"warmup_epochs": 4}}]
+    slot = losses.build_slot(spec, balance="uncertainty")
+    with torch.no_grad():
+        slot.log_vars.copy_(torch.tensor([math.log(2.0), 0.0]))  # sigma^2 = 2 halves the first term
+    slot.set_epoch(1)
+    torch.testing.assert_close(slot.effective_weights(), torch.tensor([2.0 / 2.0, 0.5 * 0.25]))
+    dwa = losses.build_slot(spec, balance="dwa")
+    dwa.dwa.weights.copy_(torch.tensor([1.5, 0.5]))
+    torch.testing.assert_close(dwa.effective_weights(), torch.tensor([3.0, 0.0]))  # schedule still at 0
+    fixed = losses.build_slot(spec)
+    assert fixed.balance_weights() is None
+    total, terms = fixed.forward_terms(PRED.clone().requires_grad_(True), TARGET, detach=False)
+    assert terms["toy_mean"].requires_grad  # kept in the graph for per-term gradients
+    assert not fixed.forward_terms(PRED.clone().requires_grad_(True), TARGET)[1]["toy_mean"].requires_grad

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -235,3 +237,81 @@ def test_missing_term_input_names_the_term_and_what_the_slot_got():
     task = TinyGAN(optim=OPTIM)
     with pytest.raises(losses.LossInputError, match=r"loss.generator: term 'mae' needs input\(s\) 'fake', 'real'"):
         task.evaluate("generator", torch.zeros(2), torch.ones(2))
+
+
+# ---------------------------------------------------------------------------------------------- per-term gradients
+
+
+class TinyLinear(LossTask):
+    """A two-layer regressor whose slot has two terms (GradNorm and attribution on its output layer)."""
+
+    LOSS_SLOTS = {"main": losses.Slot(("regression",), default="mse + 0.5*mae")}
+
+    def __init__(self, loss=None, optim=None) -> None:
+        super().__init__(loss=loss, optim=optim)
+        self.body = nn.Linear(3, 8)
+        self.out = nn.Linear(8, 2)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self.compute_loss("main", self.out(torch.tanh(self.body(x))), y, batch_size=len(x))
+
+
+def _regression_loader() -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 3, generator=g)
+    y = torch.stack([x[:, 0] - x[:, 1], 3 * x[:, 2]], 1) + 0.1 * torch.randn(32, 2, generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=False)
+
+
+def test_shared_layer_defaults_to_the_last_layer_each_slot_trains() -> None:
+    task = TinyLinear()
+    assert task.shared_layer("main") is task.out
+    gan = TinyGAN(optim=OPTIM)
+    assert gan.shared_layer("generator") is gan.generator[2]
+    assert gan.shared_layer("discriminator") is gan.discriminator[3]
+    with pytest.raises(losses.LossConfigError, match=r"run.term_grad_norms: expected an integer >= 1"):
+        task.term_grad_norms = 0
+
+
+def test_gradnorm_trains_in_the_balance_group_logs_attribution_and_weights_and_resumes_exactly(tmp_path: Path):
+    loss = {"balance": {"name": "gradnorm", "alpha": 1.5}}
+    optim = {"name": "adam", "lr": 0.01, "scheduler": "none", "groups": {"balance": {"lr_mult": 5}}}
+
+    def trainer(root: Path, *callbacks: L.Callback) -> L.Trainer:
+        return L.Trainer(max_epochs=2, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                         logger=CSVLogger(root, name="logs", version=""), default_root_dir=root,
+                         callbacks=[ModelCheckpoint(dirpath=root / "checkpoints", save_last=True), *callbacks])
+
+    torch.manual_seed(0)
+    reference = TinyLinear(loss=loss, optim=optim)
+    reference.term_grad_norms = 2
+    initial = {k: v.clone() for k, v in reference.state_dict().items()}
+    groups = _groups(reference)
+    assert groups["balance"]["params"] == [reference.loss_slots["main"].gradnorm.weights]
+    assert groups["balance"]["lr"] == pytest.approx(0.05) and groups["balance"]["weight_decay"] == 0.0
+    trainer(tmp_path / "ref").fit(reference, _regression_loader())
+
+    gradnorm = reference.loss_slots["main"].gradnorm
+    assert not torch.allclose(gradnorm.current(), torch.ones(2)) and float(gradnorm.current().sum()) == pytest.approx(2)
+    assert torch.isfinite(gradnorm.initial).all()  # L_i(0) recorded at the first step
+
+    rows = list(csv.DictReader(open(tmp_path / "ref" / "logs" / "metrics.csv")))
+    attributed = [r for r in rows if r.get("train/grad_share/main/mse")]
+    assert [int(r["step"]) for r in attributed] == [0, 2, 4, 6]  # every 2 of the 8 training batches
+    for row in attributed:
+        shares = float(row["train/grad_share/main/mse"]) + float(row["train/grad_share/main/mae"])
+        assert shares == pytest.approx(1.0, abs=1e-5)
+        assert float(row["train/grad_norm/main/mse"]) > 0
+    weights = [r for r in rows if r.get("train/weight/main/mae")]
+    assert len(weights) == 2  # one per epoch: 0.5 (spec) x the GradNorm weight
+    assert float(weights[-1]["train/weight/main/mae"]) == pytest.approx(0.5 * float(gradnorm.current()[1]), rel=1e-5)
+
+    interrupted = TinyLinear(loss=loss, optim=optim)
+    interrupted.load_state_dict(initial)
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        trainer(tmp_path / "run", Interrupt(at_epoch=1)).fit(interrupted, _regression_loader())
+    resumed = TinyLinear(loss=loss, optim=optim)
+    trainer(tmp_path / "run").fit(resumed, _regression_loader(), ckpt_path=str(tmp_path / "run/checkpoints/last.ckpt"))
+    for name, value in resumed.state_dict().items():
+        torch.testing.assert_close(value, reference.state_dict()[name], msg=name)
