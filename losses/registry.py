@@ -187,7 +187,12 @@ def get(name: str) -> LossEntry:
 
 
 def available(family: str | None = None, task: str | None = None) -> list[str]:
-    """Sorted canonical loss names, optionally filtered by ``family`` and/or ``task``."""
+    """Sorted canonical loss names, optionally filtered by ``family`` and/or ``task``.
+
+    ``task`` drops losses registered for other tasks only (``register(..., tasks=...)``); untagged
+    losses pass. Which families a task's slots accept is the task's declaration, not the
+    registry's: filter by those families too (``python train.py losses --task NAME`` does).
+    """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
     return sorted(

@@ -24,7 +24,7 @@ from rich.table import Table
 import losses
 from tasks.datacheck import DataError
 from tasks.guard import NonFiniteLossError
-from trainer.build import build, run_base, run_directory, validate
+from trainer.build import TASK_PACKAGES, build, run_base, run_directory, task_package, validate
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
 console = Console(soft_wrap=True)  # long paths stay on one line (copyable) when output is not a terminal
@@ -203,14 +203,34 @@ def _losses(args: argparse.Namespace) -> int:
         print(losses.info(args.name))
         return 0
     families = [args.family] if args.family else list(losses.FAMILIES)
+    slots = _slots_by_family(args.task) if args.task is not None else {}
+    if args.task is not None:  # only what one of the task's slots accepts (the task declares the families)
+        families = [family for family in families if family in slots]
+        if not families:
+            taken = ", ".join(sorted(slots))
+            raise ConfigError(f"--family: no slot of {args.task} takes {args.family} losses; its slots take: {taken}")
     table = Table(title="loss catalogue  (python train.py losses NAME: its card)")
-    for column in ("family", "name", "summary"):
+    for column in ("family", *(["slots"] if slots else []), "name", "summary"):
         table.add_column(column)
     for family in families:
         for name in losses.available(family=family, task=args.task):
-            table.add_row(family, name, losses.get(name).summary)
+            row = (family, *([", ".join(slots[family])] if slots else []), name, losses.get(name).summary)
+            table.add_row(*row)
     console.print(table)
     return 0
+
+
+def _slots_by_family(task: str) -> dict[str, list[str]]:
+    """Loss family -> the slots of ``task`` that accept it, from the task's ``LOSS_SLOTS`` declaration."""
+    try:
+        declared = task_package(task).TASK.LOSS_SLOTS
+    except ConfigError:
+        raise ConfigError(f"--task: expected one of {', '.join(TASK_PACKAGES)}, got {task!r}") from None
+    slots: dict[str, list[str]] = {}
+    for slot, declaration in declared.items():
+        for family in declaration.families:
+            slots.setdefault(family, []).append(slot)
+    return slots
 
 
 if __name__ == "__main__":

@@ -62,6 +62,26 @@ def test_losses_command_lists_catalogue_and_describes_one():
     assert "formula" in result.stdout and "reference" in result.stdout and "[region]" in result.stdout
 
 
+def test_losses_for_a_task_lists_only_what_its_slots_accept(capsys):
+    import losses
+    from tasks.segmentation import SegmentationTask
+
+    assert main(["losses", "--task", "segmentation"]) == 0
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.count("│") == 5]
+    listed = {cells[3].strip() for cells in rows if cells[3].strip()}
+    accepted = set()
+    for name in losses.available():
+        try:
+            losses.check_slot_spec(name, SegmentationTask.LOSS_SLOTS["seg"], "loss.seg")
+            accepted.add(name)
+        except losses.LossConfigError:
+            pass
+    assert listed == accepted and "dice" in listed and "giou" not in listed
+    assert main(["losses", "--task", "segmentaton"]) == 2
+    assert main(["losses", "--task", "segmentation", "--family", "overlap"]) == 2
+    assert "no slot of segmentation takes overlap losses" in " ".join(capsys.readouterr().err.split())
+
+
 def test_test_and_predict_use_the_runs_checkpoint(tiny_segmentation_config):
     assert main(["fit", "-c", str(tiny_segmentation_config), "trainer.max_epochs=1"]) == 0
     run_dir = tiny_segmentation_config.parent / "runs" / "tiny" / "version_0"
