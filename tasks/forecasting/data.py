@@ -4,7 +4,9 @@ The plumbing, in order (:meth:`ForecastDataModule.setup`):
 
 1. read the series: a CSV (``data.csv``: a time column and one or more target columns) or an embedded
    public-domain series shipped inside the statsmodels wheel (``data.dataset``: ``co2``, weekly
-   Mauna Loa CO2 1958-2001, 2284 weeks of which 59 are missing; ``sunspots``, yearly 1700-2008);
+   Mauna Loa CO2 1958-2001, 2284 weeks of which 59 are missing; ``sunspots``, yearly 1700-2008).
+   A cell that is not a number, or a time that does not parse or increase, is a ``DataError``
+   naming the file and line (``data.skip_bad: true`` reads bad values as missing, with a warning);
 2. split by time: the first ``1 - val_fraction - test_fraction`` of the steps train, the next
    ``val_fraction`` validate, the last ``test_fraction`` test;
 3. fill missing values *inside each split* (``data.fill``): ``interpolate`` (linear in the step
@@ -39,6 +41,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from losses.forecasting import naive_scale
+from tasks.datacheck import BadItems, DataError
 from tasks.sampling import SampleKey, seeded_loader
 
 FILLS = ("interpolate", "ffill", "error")
@@ -96,53 +99,87 @@ def embedded_path(name: str) -> Path:
 
 
 def read_csv_series(
-    path: str | Path, time_column: str, target_columns: Sequence[str], time_format: str | None = None
+    path: str | Path,
+    time_column: str,
+    target_columns: Sequence[str],
+    time_format: str | None = None,
+    skip_bad: bool = False,
 ) -> Series:
     """Read ``time_column`` and ``target_columns`` of a CSV; empty / NA / nan cells become NaN.
 
     Times are parsed with ``time_format`` (``strptime``) when given, else as numbers, else as ISO dates.
-    They must be strictly increasing.
+    They must be strictly increasing. A value that is not a number is a :class:`DataError` naming the
+    file, line and column; with ``skip_bad`` it becomes a missing value (filled like the others by
+    ``data.fill``, so the series keeps its spacing) and one warning counts them.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data.csv: {path} not found")
+        raise DataError(f"data.csv: {path} not found")
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         for key, names in (("data.time_column", [time_column]), ("data.target_columns", list(target_columns))):
             missing = [n for n in names if n not in header]
             if missing:
-                raise ValueError(f"{key}: column(s) {missing} not in {path.name}; columns: {header}")
+                raise DataError(f"{key}: column(s) {missing} not in {path}; columns: {header}")
         rows = list(reader)
     if not rows:
-        raise ValueError(f"data.csv: {path} has no rows")
-    times = _parse_times([r[time_column] for r in rows], time_format, time_column)
-    values = np.array([[_number(r[c]) for c in target_columns] for r in rows], dtype=np.float64)
+        raise DataError(f"data.csv: {path} has no rows")
+    times = _parse_times([r[time_column] or "" for r in rows], time_format, time_column, path)
+    bad = BadItems(skip_bad, "non-numeric values (read as missing)")
+    values = np.array(
+        [[_number(r[c], c, f"{path}:{line}", bad) for c in target_columns] for line, r in enumerate(rows, start=2)],
+        dtype=np.float64,
+    )
+    bad.finish(total=values.size)
     return Series(times, values, list(target_columns))
 
 
-def _number(text: str | None) -> float:
+def _number(text: str | None, column: str, where: str, bad: BadItems) -> float:
     text = (text or "").strip()
     if text.lower() in ("", "na", "nan", "null", "none"):
         return math.nan
-    return float(text)
-
-
-def _parse_times(raw: list[str], time_format: str | None, column: str) -> np.ndarray:
     try:
-        if time_format:
-            times = np.array([dt.datetime.strptime(t.strip(), time_format) for t in raw], dtype="datetime64[D]")
-        else:
-            try:
-                times = np.array([float(t) for t in raw])
-            except ValueError:
-                times = np.array([t.strip() for t in raw], dtype="datetime64")
-    except ValueError as err:
-        raise ValueError(f"data.time_column: cannot parse {column!r} as times ({err}); set data.time_format") from None
+        return float(text)
+    except ValueError:
+        bad.report(where, f"column {column!r} holds {text!r}, not a number")
+        return math.nan
+
+
+def _parse_times(raw: list[str], time_format: str | None, column: str, path: Path) -> np.ndarray:
+    try:
+        times = _times(raw, time_format)
+    except ValueError:
+        line = 2 + next((i for i, t in enumerate(raw) if not _parses(t, time_format)), 0)
+        hint = "set data.time_format" if not time_format else f"data.time_format is {time_format!r}"
+        raise DataError(
+            f"data.time_column: {path}:{line}: cannot parse {raw[line - 2]!r} in column {column!r} as a time; {hint}"
+        ) from None
     zero = np.timedelta64(0) if np.issubdtype(times.dtype, np.datetime64) else 0
-    if not (np.diff(times) > zero).all():
-        raise ValueError(f"data.time_column: {column!r} is not strictly increasing; sort the CSV by time")
+    steps = np.diff(times) > zero
+    if not steps.all():
+        line = 3 + int(np.argmin(steps))
+        raise DataError(
+            f"data.time_column: {path}:{line}: column {column!r} is not strictly increasing here; sort the CSV by time"
+        )
     return times
+
+
+def _times(raw: list[str], time_format: str | None) -> np.ndarray:
+    if time_format:
+        return np.array([dt.datetime.strptime(t.strip(), time_format) for t in raw], dtype="datetime64[D]")
+    try:
+        return np.array([float(t) for t in raw])
+    except ValueError:
+        return np.array([t.strip() for t in raw], dtype="datetime64")
+
+
+def _parses(text: str, time_format: str | None) -> bool:
+    try:
+        _times([text], time_format)
+    except ValueError:
+        return False
+    return True
 
 
 def split_bounds(length: int, val_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
@@ -162,9 +199,9 @@ def fill_missing(values: np.ndarray, how: str, where: str = "data.fill") -> np.n
         if not missing.any():
             continue
         if how == "error":
-            raise ValueError(f"{where}=error: column {c} has {int(missing.sum())} missing values")
+            raise DataError(f"{where}=error: column {c} has {int(missing.sum())} missing values")
         if missing.all():
-            raise ValueError(f"{where}: column {c} has no observed value in a split; choose other fractions")
+            raise DataError(f"{where}: column {c} has no observed value in a split; choose other fractions")
         steps = np.arange(len(column))
         if how == "interpolate":
             column[missing] = np.interp(steps[missing], steps[~missing], column[~missing])
@@ -285,6 +322,7 @@ class ForecastDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         if csv is None and dataset not in EMBEDDED:
@@ -322,6 +360,7 @@ class ForecastDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.fill, self.scaler_kind = fill, scaler
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.skip_bad = skip_bad
         self.series: Series | None = None
         self.scaler: Scaler | None = None
         self.bounds: dict[str, tuple[int, int]] = {}
@@ -330,7 +369,7 @@ class ForecastDataModule(L.LightningDataModule):
     def load(self) -> Series:
         """The raw series (NaNs kept)."""
         path = Path(self.csv) if self.csv is not None else embedded_path(self.dataset)
-        return read_csv_series(path, self.time_column, self.target_columns, self.time_format)
+        return read_csv_series(path, self.time_column, self.target_columns, self.time_format, self.skip_bad)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -351,7 +390,7 @@ class ForecastDataModule(L.LightningDataModule):
             )  # fmt: skip
             if len(data) == 0:
                 key = "data.context" if split == "train" else f"data.{split}_fraction"
-                raise ValueError(
+                raise DataError(
                     f"{key}: the {split} split has {stop - start} steps, fewer than data.context + data.horizon = "
                     f"{self.context + self.horizon}; shorten the window or enlarge the split"
                 )

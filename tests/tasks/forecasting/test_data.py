@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from losses.forecasting import naive_scale
+from tasks.datacheck import DataError
 from tasks.forecasting.data import ForecastDataModule, embedded_path, fill_missing, read_csv_series, split_bounds
 
 
@@ -143,3 +144,24 @@ def test_bad_csv_names_the_key(tmp_path):
     shuffled.write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
     with pytest.raises(ValueError, match="data.time_column.*strictly increasing"):
         datamodule(shuffled)
+
+
+def test_corrupt_csv_names_file_line_and_column(tmp_path):
+    csv = write_csv(tmp_path / "s.csv", np.arange(60.0))
+    lines = csv.read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ",12..5"  # line 6 of the file
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"s\.csv:6: column 'y' holds '12\.\.5', not a number.*data\.skip_bad"):
+        datamodule(csv)
+    with pytest.warns(UserWarning, match="skipped 1 of 60 non-numeric values"):
+        dm = datamodule(csv, skip_bad=True)  # read as missing, then interpolated like any gap
+    assert dm.missing == 1
+    assert np.isfinite(dm.series.values).all()
+    assert dm.series.values[4, 0] == pytest.approx(4.0)  # interpolated between 3 and 5
+
+    bad_time = tmp_path / "t.csv"
+    bad_time.write_text("\n".join([lines[0], *lines[1:4], "someday,1.0", *lines[5:]]) + "\n")
+    with pytest.raises(DataError, match=r"data.time_column: .*t\.csv:5: cannot parse 'someday'"):
+        datamodule(bad_time)
+    with pytest.raises(DataError, match=r"data.csv: .*missing\.csv not found"):
+        datamodule(tmp_path / "missing.csv")
