@@ -126,6 +126,9 @@ class DetectionTask(LossTask):
                              f"{list(data_classes)}; set model.num_classes: {len(data_classes)}")
         self.class_names = self.class_names or list(data_classes)
 
+    def shared_layer(self, slot: str) -> torch.nn.Module:
+        return self.model.head  # holds every slot's sub-head (per-term gradients: LossTask.shared_layer)
+
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
