@@ -9,7 +9,10 @@ The plumbing, in order (:meth:`TabularDataModule.setup`):
    categorical columns and missing values) from palmerpenguins;
 2. pick the columns: ``data.target`` (required for a file), ``data.numeric`` / ``data.categorical`` declared, the
    remaining columns (minus ``data.drop``) inferred from their type (numbers: numeric, anything else:
-   categorical); a summary of every column's role, type, missing and distinct values is printed;
+   categorical; text whose cells are at least 90% numbers is a numeric column with corrupt cells); a cell of
+   a numeric column that is not a number is a ``DataError`` naming the file, row and column (``data.skip_bad:
+   true`` drops such rows with one warning); a summary of every column's role, type, missing and distinct
+   values is printed;
 3. decide the problem (``data.problem``: ``auto`` = classification for a non-numeric target or one with at most
    20 distinct integer values, else regression); rows with a missing target are dropped;
 4. split the rows with ``data.seed``: ``test_fraction`` for test, then ``val_fraction`` of all rows for
@@ -47,6 +50,7 @@ from rich.table import Table
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.datacheck import BadItems, DataError
 from tasks.sampling import SampleKey, SeededSampler
 
 PROBLEMS = ("auto", "classification", "regression")
@@ -55,6 +59,8 @@ SPLITS = ("train", "val", "test")
 UNKNOWN, MISSING, FIRST_CATEGORY = 0, 1, 2
 #: an integer target with at most this many distinct values is a classification target (data.problem: auto)
 MAX_AUTO_CLASSES = 20
+#: a text column whose present cells are at least this share of numbers is a numeric column with corrupt cells
+NUMERIC_SHARE = 0.9
 QUANTILE_LEVELS = 1000
 
 
@@ -105,7 +111,7 @@ def read_table(path: str | Path, key: str = "data.path") -> pd.DataFrame:
     """A CSV (empty / NA / nan cells are missing) or a parquet file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{key}: {path} not found")
+        raise DataError(f"{key}: {path} not found")
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
             return pd.read_parquet(path)
@@ -114,14 +120,39 @@ def read_table(path: str | Path, key: str = "data.path") -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{key}: cannot read {path.name} as CSV: {err}") from None
+        raise DataError(f"{key}: cannot read {path} as CSV: {err}") from None
     if frame.empty:
-        raise ValueError(f"{key}: {path.name} has no rows")
+        raise DataError(f"{key}: {path} has no rows")
     return frame
 
 
 def _is_numeric(column: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def looks_numeric(column: pd.Series) -> bool:
+    """A numeric column, or text of which at least :data:`NUMERIC_SHARE` of the (10+) present cells are numbers."""
+    if _is_numeric(column) or pd.api.types.is_bool_dtype(column):
+        return _is_numeric(column)
+    present = column.dropna()
+    return len(present) >= 10 and pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE
+
+
+def numeric_cells(frame: pd.DataFrame, names: Sequence[str], source: str, skip_bad: bool) -> pd.DataFrame:
+    """``frame`` with ``names`` converted to numbers; a cell that is not one is a :class:`DataError` naming the
+    row and column, or (``skip_bad``) its row is dropped and one warning counts them."""
+    bad = BadItems(skip_bad, f"rows of {source} with a non-numeric value in a numeric column")
+    keep = np.ones(len(frame), dtype=bool)
+    converted = {}
+    for name in names:
+        column = frame[name]
+        converted[name] = pd.to_numeric(column, errors="coerce")
+        for row in np.flatnonzero((converted[name].isna() & column.notna()).to_numpy()):
+            if keep[row]:  # one report per row
+                bad.report(f"{source}, row {row + 1}", f"column {name!r} holds {column.iloc[row]!r}, not a number")
+            keep[row] = False
+    bad.finish(total=len(frame))
+    return frame.assign(**converted)[keep]
 
 
 def category_keys(column: pd.Series) -> np.ndarray:
@@ -144,7 +175,7 @@ def numeric_values(column: pd.Series, key: str) -> np.ndarray:
     bad = np.isnan(converted) & column.notna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{key}: column {column.name!r} is not numeric (row {row}: {column.iloc[row]!r})")
+        raise DataError(f"{key}: column {column.name!r} is not numeric (row {row + 1}: {column.iloc[row]!r})")
     return converted
 
 
@@ -172,22 +203,22 @@ def resolve_columns(
                        ("data.categorical", categorical or []), ("data.drop", drop or [])):  # fmt: skip
         for name in names:
             if name not in columns:
-                raise ValueError(f"{key}: {name!r} is not a column of {source}; columns: {columns}")
+                raise DataError(f"{key}: {name!r} is not a column of {source}; columns: {columns}")
     numeric, categorical, drop = list(numeric or []), list(categorical or []), list(drop or [])
     for key, names in (("data.numeric", numeric), ("data.categorical", categorical), ("data.drop", drop)):
         if target in names:
-            raise ValueError(f"{key}: {target!r} is data.target; a target cannot also be a feature")
+            raise DataError(f"{key}: {target!r} is data.target; a target cannot also be a feature")
     both = sorted(set(numeric) & set(categorical))
     if both:
-        raise ValueError(f"data.categorical: {both} also listed in data.numeric; give each column one role")
+        raise DataError(f"data.categorical: {both} also listed in data.numeric; give each column one role")
     inferred = []
     for name in columns:
         if name == target or name in numeric or name in categorical or name in drop:
             continue
-        (numeric if _is_numeric(frame[name]) else categorical).append(name)
+        (numeric if looks_numeric(frame[name]) else categorical).append(name)
         inferred.append(name)
     if not numeric and not categorical:
-        raise ValueError(f"data.numeric / data.categorical: {source} has no feature column besides the target")
+        raise DataError(f"data.numeric / data.categorical: {source} has no feature column besides the target")
     return Columns(target, numeric, categorical, inferred)
 
 
@@ -195,7 +226,7 @@ def resolve_problem(column: pd.Series, problem: str) -> str:
     """``classification`` or ``regression`` for a target column (``auto``: see :data:`MAX_AUTO_CLASSES`)."""
     if problem != "auto":
         if problem == "regression" and not _is_numeric(column):
-            raise ValueError(f"data.problem: regression needs a numeric target; {column.name!r} is {column.dtype}")
+            raise DataError(f"data.problem: regression needs a numeric target; {column.name!r} is {column.dtype}")
         return problem
     if not _is_numeric(column):
         return "classification"
@@ -295,7 +326,7 @@ class Preprocessor:
             values = numeric_values(train[name], "data.numeric")
             observed = values[~np.isnan(values)]
             if observed.size == 0:
-                raise ValueError(f"data.numeric: column {name!r} has no value in the training split; drop it")
+                raise DataError(f"data.numeric: column {name!r} has no value in the training split; drop it")
             if np.isnan(values).any():
                 pre.indicators.append(name)
             if scaler == "quantile":
@@ -341,7 +372,7 @@ class Preprocessor:
         """Encode ``frame`` with the fitted state; ``with_target=False`` skips (and does not require) the target."""
         missing = [c for c in (*self.numeric, *self.categorical) if c not in frame.columns]
         if missing:
-            raise ValueError(f"data: {source} lacks the training column(s) {missing}; columns: {list(frame.columns)}")
+            raise DataError(f"data: {source} lacks the training column(s) {missing}; columns: {list(frame.columns)}")
         n = len(frame)
         numeric = np.zeros((n, self.num_numeric), dtype=np.float32)
         for j, name in enumerate(self.numeric):
@@ -370,7 +401,7 @@ class Preprocessor:
         if with_target:
             target = self.encode_target(frame[self.target]) if self.target in frame.columns else None
             if target is None:
-                raise ValueError(f"data.target: {self.target!r} is not a column of {source}")
+                raise DataError(f"data.target: {self.target!r} is not a column of {source}")
         rows = frame.index.to_numpy()
         return Encoded(numeric, categorical, target, rows, unknown)
 
@@ -465,6 +496,7 @@ class TabularDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         summary: bool = True,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         if path is None and dataset not in EMBEDDED:
@@ -496,6 +528,7 @@ class TabularDataModule(L.LightningDataModule):
         self.scaler, self.min_category_count = scaler, min_category_count
         self.predict_path = predict_path
         self.batch_size, self.num_workers, self.seed, self.summary = batch_size, num_workers, seed, summary
+        self.skip_bad = skip_bad
         self.frame: pd.DataFrame | None = None
         self.columns: Columns | None = None
         self.problem: str | None = None
@@ -521,11 +554,15 @@ class TabularDataModule(L.LightningDataModule):
         if self.frame is None:
             frame = self.load()
             self.columns = resolve_columns(frame, self.target, self.numeric, self.categorical, self.drop, self.source)
+            numbers = [c for c in self.columns.numeric if looks_numeric(frame[c])]  # others: data.numeric error
+            if self.problem_setting != "classification" and looks_numeric(frame[self.target]):
+                numbers.append(self.target)
+            frame = numeric_cells(frame, numbers, self.path or self.source, self.skip_bad)
             self.problem = resolve_problem(frame[self.target], self.problem_setting)
             self.dropped_targets = int(frame[self.target].isna().sum())
             self.frame = frame[frame[self.target].notna()]
             if len(self.frame) < 10:
-                raise ValueError(f"data: {self.source} has {len(self.frame)} labelled rows; at least 10 are needed")
+                raise DataError(f"data: {self.source} has {len(self.frame)} labelled rows; at least 10 are needed")
             positions = split_rows(
                 stratification_labels(self.frame[self.target], self.problem),
                 self.val_fraction, self.test_fraction, self.seed, self.folds, self.fold,

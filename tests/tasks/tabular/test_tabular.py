@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import losses
+from tasks.datacheck import DataError
 from tasks.tabular import TabularDataModule, TabularTask
 from tasks.tabular.data import MISSING, UNKNOWN, Preprocessor, load_embedded, resolve_columns
 from tasks.tabular.model import build_network, embedding_size
@@ -319,3 +320,16 @@ def test_recipe_validates(recipe):
 def test_recipe_loss_overrides_validate(override):
     config = validate(load_config(REPO / "configs" / "tabular" / "breast_cancer.yaml", [override]))
     TabularTask(loss=config["loss"], **config["model"])
+
+
+def test_a_corrupt_numeric_cell_names_file_row_and_column_or_is_skipped(tmp_path, penguins):
+    frame = penguins.astype({"bill_length_mm": object})
+    frame.loc[7, "bill_length_mm"] = "4O.1"  # a letter O typed for a zero: the column must stay numeric
+    path = write(frame, tmp_path / "p.csv")
+    with pytest.raises(DataError, match=r"p\.csv, row 8: column 'bill_length_mm' holds '4O\.1', not a number"):
+        datamodule(path).setup("fit")
+    dm = datamodule(path, skip_bad=True)
+    with pytest.warns(UserWarning, match=r"skipped 1 of 344 rows of .*p\.csv with a non-numeric value"):
+        dm.setup("fit")
+    assert "bill_length_mm" in dm.columns.numeric
+    assert sum(len(rows) for rows in dm.rows.values()) == len(penguins) - 1 - penguins["species"].isna().sum()
