@@ -16,10 +16,21 @@ clamped to ``[-1 + 1e-7, 1 - 1e-7]`` so ``acos`` and ``sqrt(1 - cos^2)`` keep fi
 Margins are constants; each docstring says whether the margin *transformation* of the target
 cosine passes gradient (and how).
 
-Partial FC. ``sample_rate < 1`` (An et al. 2022) keeps, in training, every class present in the
+Partial FC (An et al. 2022). ``sample_rate < 1`` keeps, in training, every class present in the
 batch plus uniformly drawn negatives, ``max(round(sample_rate * C), #positives)`` classes in all,
-and computes the softmax over those only; ``sample_rate = 1`` is the full head. The weight matrix
-is replicated on every rank (not sharded across DDP ranks).
+and computes the softmax over those only; ``sample_rate = 1`` is the full head.
+
+Sharding. :meth:`AngularHead.shard` keeps only this rank's contiguous block of ``C / world_size``
+classes (the face task calls it under DDP and keeps the block out of DDP's gradient averaging).
+The forward then all-gathers the batch's embeddings and labels (gradient-preserving, any per-rank
+batch size), samples the positives and ``sample_rate`` of the negatives *of its block*, and
+normalises the softmax across blocks: the target cosine, the row maximum and the sum of
+exponentials are all-reduced, so the loss (and SFace's sums) equal the replicated head on the
+global batch. Every rank returns that global loss; the embeddings' gradient is the global one times
+``world_size`` (DDP's averaging divides it back, as insightface's all-gather does) and the block's
+gradient is the global one. ``reduction="none"`` returns this rank's rows. ``state_dict`` holds the
+block; :meth:`AngularHead.full_weight` gathers the whole matrix and :meth:`AngularHead.local_rows`
+cuts a rank's block out of it (the face task stores the whole matrix in checkpoints).
 
 Statistics (CurricularFace ``t``, AdaFace's feature-norm mean and std) are buffers: saved in
 ``state_dict``, updated in training mode only (like BatchNorm; ``eval()`` uses the stored values)
@@ -38,9 +49,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losses._utils import LossInputError, check_class_range, check_reduction, float32_forward, reduce
-from losses.registry import register
+from losses.registry import LossConfigError, register
 
-__all__ = ["AngularHead", "mean_across_ranks", "sum_across_ranks"]
+__all__ = ["AngularHead", "mean_across_ranks", "shard_bounds", "sum_across_ranks"]
 
 COS_EPS = 1e-7
 
@@ -59,13 +70,73 @@ def mean_across_ranks(value: Tensor) -> Tensor:
     return sum_across_ranks(value) / world if world > 1 else value
 
 
-def _global_mean_std(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and unbiased std of ``values`` over the global batch (all DDP ranks), from one all-reduce."""
+def _global_mean_std(values: Tensor, across_ranks: bool = True) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased std of ``values`` over the global batch (all DDP ranks), from one all-reduce.
+
+    ``across_ranks=False``: ``values`` already hold the global batch (a sharded head gathered it).
+    """
     x = values.double()
-    n, total, squares = sum_across_ranks(torch.stack((x.new_tensor(x.numel()), x.sum(), x.square().sum())))
+    stats = torch.stack((x.new_tensor(x.numel()), x.sum(), x.square().sum()))
+    n, total, squares = sum_across_ranks(stats) if across_ranks else stats
     mean = total / n
     var = (squares - n * mean * mean).clamp_min(0.0) / (n - 1).clamp_min(1.0)
     return mean.to(values.dtype), var.sqrt().to(values.dtype)
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_bounds(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Class range [start, end) of ``rank``'s block: contiguous, sizes differing by at most one."""
+    base, extra = divmod(num_classes, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + int(rank < extra)
+
+
+def _all_reduce(value: Tensor, op: str = "sum") -> Tensor:
+    """All-reduce over the ranks (identity without a group); ``sum`` is differentiable, ``max`` detaches."""
+    if _process_group()[1] == 1:
+        return value
+    if op == "max":
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return value
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(value, op=dist.ReduceOp.SUM)
+
+
+def _gather_rows(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Every rank's embeddings (gradient-preserving) and labels, concatenated in rank order, and this rank's offset.
+
+    Ranks may hold different batch sizes (a short last batch): rows are padded to the largest, gathered and cut.
+    """
+    rank, world = _process_group()
+    if world == 1:
+        return embeddings, labels, 0
+    from torch.distributed.nn.functional import all_gather
+
+    size = torch.tensor([embeddings.shape[0]], device=embeddings.device)
+    sizes = [torch.empty_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = [int(n) for n in sizes]
+    pad = max(counts) - embeddings.shape[0]
+    gathered = all_gather(F.pad(embeddings, (0, 0, 0, pad)))
+    label_list = [torch.empty(max(counts), dtype=labels.dtype, device=labels.device) for _ in range(world)]
+    dist.all_gather(label_list, F.pad(labels, (0, pad)))
+    rows = torch.cat([g[:n] for g, n in zip(gathered, counts, strict=True)])
+    return rows, torch.cat([g[:n] for g, n in zip(label_list, counts, strict=True)]), sum(counts[:rank])
+
+
+def _scale_grad(value: Tensor, factor: float) -> Tensor:
+    """``value`` unchanged (bit for bit) with its gradient multiplied by ``factor``."""
+    if factor == 1.0:
+        return value
+    return value.detach() + (value - value.detach()) * factor
 
 
 def _arc_margin(cos: Tensor, margin: float, easy_margin: bool = False) -> Tensor:
@@ -85,6 +156,7 @@ class AngularHead(nn.Module, abc.ABC):
 
     name = "angular"
     sub_centers = 1
+    shardable = True
 
     def __init__(
         self, num_classes: int, embedding_size: int, sample_rate: float = 1.0, reduction: str = "mean"
@@ -101,6 +173,55 @@ class AngularHead(nn.Module, abc.ABC):
         self.reduction = check_reduction(reduction)
         self.weight = nn.Parameter(torch.empty(self.num_classes * self.sub_centers, self.embedding_size))
         nn.init.normal_(self.weight, std=0.01)
+        self.shard_range: tuple[int, int] | None = None  # [start, end): the classes held here once sharded
+
+    # ------------------------------------------------------------------ sharding
+
+    def shard(self, rank: int | None = None, world_size: int | None = None) -> None:
+        """Keep only ``rank``'s block of classes (default: the process group's rank and size); see the module doc."""
+        if not self.shardable:
+            raise LossConfigError(f"{self.name}: its logits need every class's weight norm; it cannot be sharded")
+        if self.shard_range is not None:
+            raise RuntimeError(f"{self.name}: already sharded ({self.shard_range})")
+        if rank is None or world_size is None:
+            rank, world_size = _process_group()
+        if self.num_classes < world_size:
+            raise LossConfigError(f"{self.name}: {self.num_classes} classes cannot be sharded over {world_size} ranks")
+        start, end = shard_bounds(self.num_classes, rank, world_size)
+        k = self.sub_centers
+        self.weight = nn.Parameter(self.weight.detach()[start * k : end * k].clone())
+        self.shard_range = (start, end)
+
+    def local_rows(self, full: Tensor) -> Tensor:
+        """This rank's rows of a tensor shaped like the whole weight matrix (unchanged when not sharded)."""
+        if self.shard_range is None:
+            return full
+        start, end = self.shard_range
+        return full[start * self.sub_centers : end * self.sub_centers]
+
+    def full_weight(self) -> Tensor:
+        """The whole weight matrix (detached); a collective over the ranks when sharded."""
+        return self.gather_rows(self.weight.detach())
+
+    def gather_rows(self, local: Tensor) -> Tensor:
+        """A tensor shaped like this rank's block (weight, optimiser moments) gathered into the whole matrix's shape."""
+        world = _process_group()[1]
+        if self.shard_range is None or world == 1:
+            return local
+        sizes = [(end - start) * self.sub_centers for start, end in
+                 (shard_bounds(self.num_classes, r, world) for r in range(world))]
+        padded = F.pad(local, (0, 0) * (local.dim() - 1) + (0, max(sizes) - local.shape[0])).contiguous()
+        blocks = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(blocks, padded)
+        return torch.cat([b[:n] for b, n in zip(blocks, sizes, strict=True)])
+
+    def global_mean(self, values: Tensor) -> Tensor:
+        """Mean of a per-sample statistic over the global batch (the gathered batch is global when sharded)."""
+        return values.mean() if self.shard_range is not None else mean_across_ranks(values.mean())
+
+    def global_mean_std(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and unbiased std of a per-sample statistic over the global batch."""
+        return _global_mean_std(values, across_ranks=self.shard_range is None)
 
     # ------------------------------------------------------------------ pieces
 
@@ -120,22 +241,29 @@ class AngularHead(nn.Module, abc.ABC):
         check_class_range(self.name, labels, self.num_classes)
         return labels
 
-    def sample_classes(self, labels: Tensor) -> tuple[Tensor | None, Tensor]:
-        """Partial FC: sorted class indices kept this step (``None``: all) and the labels remapped into them."""
+    def sample_classes(self, labels: Tensor, num_classes: int | None = None) -> tuple[Tensor | None, Tensor]:
+        """Partial FC: sorted class indices kept this step (``None``: all) and the labels remapped into them.
+
+        ``num_classes``: the classes to sample from (this rank's block when sharded); a label -1 (a class
+        of another block) stays -1.
+        """
         if self.sample_rate >= 1.0 or not self.training:
             return None, labels
-        positive = torch.unique(labels)
-        num_sample = max(int(round(self.sample_rate * self.num_classes)), positive.numel())
-        priority = torch.rand(self.num_classes, device=labels.device)
+        num_classes = self.num_classes if num_classes is None else num_classes
+        here = labels >= 0
+        positive = torch.zeros(num_classes, dtype=torch.bool, device=labels.device)
+        positive[labels[here]] = True
+        num_sample = max(int(round(self.sample_rate * num_classes)), int(positive.sum()), 1)
+        priority = torch.rand(num_classes, device=labels.device)
         priority[positive] = 2.0  # every positive class is kept
         index = torch.topk(priority, k=num_sample).indices.sort().values
-        return index, torch.searchsorted(index, labels)
+        return index, torch.where(here, torch.searchsorted(index, labels.clamp_min(0)), -1)
 
-    def cosine(self, embeddings: Tensor, index: Tensor | None = None) -> Tensor:
+    def cosine(self, embeddings: Tensor, index: Tensor | None = None, weight: Tensor | None = None) -> Tensor:
         """Clamped cosines (N, C') between the embeddings and the (sampled) class weights (max over sub-centres)."""
-        weight = self.weight
+        weight = self.weight if weight is None else weight
         if index is not None:
-            weight = weight.view(self.num_classes, self.sub_centers, -1)[index].flatten(0, 1)
+            weight = weight.view(-1, self.sub_centers, weight.shape[1])[index].flatten(0, 1)
         cos = F.linear(F.normalize(embeddings, dim=1), F.normalize(weight, dim=1))
         if self.sub_centers > 1:
             cos = cos.view(cos.shape[0], -1, self.sub_centers).amax(2)
@@ -145,8 +273,25 @@ class AngularHead(nn.Module, abc.ABC):
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
         """Logits (N, C') with the head's margin applied to the target class, from the clamped cosines."""
 
+    def row_losses(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Per-sample losses (N,) from the margin logits: softmax cross-entropy."""
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    def sharded_row_losses(self, target: Tensor, others: Tensor, keep: Tensor) -> Tensor:
+        """:meth:`row_losses` from the target logit (N,) and this block's other logits (N, C') where ``keep``.
+
+        Cross-entropy with the softmax normalised across the blocks: log(e^t + sum over every block of e^z) - t,
+        shifted by the global row maximum.
+        """
+        others = torch.where(keep, others, float("-inf"))
+        top = _all_reduce(torch.maximum(target.detach(), others.detach().amax(1)), "max")
+        local = torch.where(keep, torch.exp(others - top.unsqueeze(1)), 0.0).sum(1)
+        return torch.log(_all_reduce(local) + torch.exp(target - top)) + top - target
+
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """The margin logits (N, C) over all classes (no sampling, statistics not updated), in float32."""
+        if self.shard_range is not None:
+            raise RuntimeError(f"{self.name}: logits() needs the whole weight matrix; this head is sharded")
         with torch.no_grad():
             training = self.training
             self.eval()
@@ -160,12 +305,36 @@ class AngularHead(nn.Module, abc.ABC):
     @float32_forward
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         labels = self.check_inputs(embeddings, labels)
+        if self.shard_range is not None:
+            return self._sharded_forward(embeddings, labels)
         index, labels = self.sample_classes(labels)
         logits = self.margin_logits(self.cosine(embeddings, index), labels, embeddings, index)
-        return reduce(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
+        return reduce(self.row_losses(logits, labels), self.reduction)
+
+    def _sharded_forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """The loss of the global batch over every block, computed with this rank's block (module doc)."""
+        count = embeddings.shape[0]
+        embeddings, labels, offset = _gather_rows(embeddings, labels)
+        start, end = self.shard_range
+        local = labels - start
+        index, local = self.sample_classes(torch.where((local >= 0) & (local < end - start), local, -1), end - start)
+        weight = _scale_grad(self.weight, 1.0 / _process_group()[1])  # every rank's loss is the global one
+        cos = self.cosine(embeddings, index, weight)
+        here = local >= 0
+        column = local.clamp_min(0)
+        target = _all_reduce(torch.where(here, cos.gather(1, column.unsqueeze(1)).squeeze(1), 0.0))
+        # column 0: the target (the same on every rank); then this block's classes, its copy of the target dropped
+        logits = self.margin_logits(torch.cat((target.unsqueeze(1), cos), 1), torch.zeros_like(local), embeddings, None)
+        keep = ~(F.one_hot(column, cos.shape[1]).bool() & here.unsqueeze(1))
+        rows = self.sharded_row_losses(logits[:, 0], logits[:, 1:], keep)
+        if self.reduction == "none":
+            return rows[offset : offset + count]
+        return reduce(rows, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, reduction={self.reduction!r}"
+        shard = "" if self.shard_range is None else f", shard_range={self.shard_range}"
+        return (f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, "
+                f"reduction={self.reduction!r}{shard}")
 
 
 def _target_mask(cos: Tensor, labels: Tensor) -> Tensor:
@@ -447,6 +616,7 @@ class LargeMarginSoftmaxLoss(SphereFaceLoss):
 
     name = "l_softmax"
     normalize_weights = False
+    shardable = False
 
 
 @register("mv_softmax", family="angular", aliases=("mv_am_softmax", "mv_arc_softmax"))
@@ -574,7 +744,7 @@ class CurricularFaceLoss(AngularHead):
         target = _arc_margin(cos_y, self.margin)
         if self.training:
             with torch.no_grad():
-                batch = mean_across_ranks(cos_y.detach().mean())
+                batch = self.global_mean(cos_y.detach())
                 self.t.mul_(1.0 - self.momentum).add_(self.momentum * batch)
         hard = cos > cos_ym.detach().unsqueeze(1)
         t = self.t.detach()
@@ -617,7 +787,7 @@ class AdaFaceLoss(AngularHead):
     Example:
         >>> crit = AdaFaceLoss(num_classes=2, embedding_size=2, scale=1.0, margin=0.0)
         >>> _ = crit.weight.data.copy_(torch.eye(2))
-        >>> round(float(crit(torch.tensor([[3.0, 0.0]]), torch.tensor([0]))), 4)   # m = 0: logits (1, 0)
+        >>> round(float(crit(torch.tensor([[3.0, 0.0]]), torch.tensor([0])).detach()), 4)   # m = 0: logits (1, 0)
         0.3133
     """
 
@@ -644,7 +814,7 @@ class AdaFaceLoss(AngularHead):
         norms = embeddings.detach().norm(dim=1).clamp(0.001, 100.0)
         if self.training:
             with torch.no_grad():
-                mean, std = _global_mean_std(norms)
+                mean, std = self.global_mean_std(norms)
                 self.batch_mean.mul_(1.0 - self.t_alpha).add_(self.t_alpha * mean)
                 self.batch_std.mul_(1.0 - self.t_alpha).add_(self.t_alpha * std)
         z = (self.h * (norms - self.batch_mean) / (self.batch_std + self.EPS)).clamp(-1.0, 1.0)
@@ -652,3 +822,78 @@ class AdaFaceLoss(AngularHead):
         angle = (theta - self.margin * z).clamp(self.EPS, math.pi - self.EPS)
         target = torch.cos(angle) - (self.margin + self.margin * z)
         return self.scale * _with_target(cos, labels, target)
+
+
+@register("sface", family="angular")
+class SFaceLoss(AngularHead):
+    """SFace (Zhong et al. 2021): sigmoid-constrained hypersphere loss, re-scaled intra/inter-class cosine terms.
+
+    Formula:
+        l_i = -[r_intra(theta_y)]_b s cos theta_y + sum_{j != y} [r_inter(theta_j)]_b s cos theta_j
+        r_intra(theta) = 1 / (1 + exp(-k (theta - a))),  r_inter(theta) = 1 / (1 + exp(k (theta - b)))
+        [.]_b blocks the gradient: the sigmoid weights are constants in the backward, so the gradient of
+        l_i w.r.t. cos theta_y is -s r_intra(theta_y) and w.r.t. cos theta_j is s r_inter(theta_j) (the
+        "margin" is this re-scaling of the gradient, not a change of the logits). No softmax: targets
+        stop being pulled once theta_y < a, negatives stop being pushed once theta_j > b.
+
+    Reference:
+        Zhong, Deng, Hu, Zhao, Li & Huang, "SFace: Sigmoid-Constrained Hypersphere Loss for Robust Face
+        Recognition", IEEE TIP 2021 (defaults of the authors' code: s = 64, k = 80, a = 0.8, b = 1.23,
+        angles in radians; the sum over the negatives, then the batch mean).
+
+    Args:
+        num_classes: number of identities (injected by the task).
+        embedding_size: embedding dimension D (injected by the task).
+        scale: s, the scale of both terms.
+        k: the slope of the two sigmoids.
+        a: the intra-class angle (radians) below which the target is no longer pulled.
+        b: the inter-class angle (radians) beyond which a negative is no longer pushed.
+        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: every negative).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - embeddings: (N, embedding_size).
+        - labels: (N,) class indices.
+        - output: scalar; (N,) with reduction="none".
+
+    Example:
+        >>> crit = SFaceLoss(num_classes=2, embedding_size=2, scale=1.0, k=80.0, a=0.8, b=1.23)
+        >>> _ = crit.weight.data.copy_(torch.eye(2))
+        >>> x = torch.tensor([[0.0, 1.0]])   # theta_y = pi/2 > a: weight ~1, -cos = 0; theta_j = 0 < b: + cos = 1
+        >>> round(float(crit(x, torch.tensor([0]))), 4)
+        1.0
+    """
+
+    name = "sface"
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_size: int,
+        scale: float = 64.0,
+        k: float = 80.0,
+        a: float = 0.8,
+        b: float = 1.23,
+        sample_rate: float = 1.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(num_classes, embedding_size, sample_rate, reduction)
+        self.scale, self.k, self.a, self.b = float(scale), float(k), float(a), float(b)
+
+    def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
+        return self.scale * cos
+
+    def _terms(self, target: Tensor, others: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        """The intra term (N,) and the inter terms (N, C') (0 where not ``keep``) from s cos values."""
+        with torch.no_grad():
+            intra = torch.sigmoid(self.k * (torch.acos(target / self.scale) - self.a))
+            inter = torch.sigmoid(-self.k * (torch.acos(others / self.scale) - self.b))
+        return -intra * target, torch.where(keep, inter * others, 0.0)
+
+    def row_losses(self, logits: Tensor, labels: Tensor) -> Tensor:
+        intra, inter = self._terms(_target(logits, labels), logits, ~_target_mask(logits, labels))
+        return intra + inter.sum(1)
+
+    def sharded_row_losses(self, target: Tensor, others: Tensor, keep: Tensor) -> Tensor:
+        intra, inter = self._terms(target, others, keep)
+        return intra + _all_reduce(inter.sum(1))

@@ -270,7 +270,7 @@ class CenterLoss(nn.Module):
     Example:
         >>> crit = CenterLoss(num_classes=2, embedding_size=2)
         >>> _ = crit.centers.data.zero_()
-        >>> float(crit(torch.tensor([[3.0, 4.0]]), torch.tensor([1])))   # 1/2 * 5^2
+        >>> float(crit(torch.tensor([[3.0, 4.0]]), torch.tensor([1])).detach())   # 1/2 * 5^2
         12.5
     """
 
@@ -292,3 +292,224 @@ class CenterLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, reduction={self.reduction!r}"
+
+
+@register("margin_ranking", family="metric", aliases=("margin_based",))
+class MarginRankingLoss(_PairLoss):
+    """Margin-based pair loss (Wu et al. 2017): rank each pair's distance against a boundary beta, with margin alpha.
+
+    Formula:
+        y_ij = -1 for same-label pairs (j != i), +1 for different-label pairs; D_ij = |x_i - x_j|_2
+        l_ij = relu(alpha + y'_ij (D_ij - beta)),  y' = -y   (positives: relu(alpha + D - beta),
+               negatives: relu(alpha + beta - D))
+             = torch.nn.functional.margin_ranking_loss(D_ij, beta, y_ij, margin=alpha)   (D ranked above beta
+               for negatives, below it for positives)
+        l_i = mean over j != i of l_ij + nu beta;  "mean" averages the anchors
+        With learn_beta, beta is an nn.Parameter trained with the model (nu beta keeps it from growing).
+
+    Reference:
+        Wu, Manmatha, Smola & Krahenbuhl, "Sampling Matters in Deep Embedding Learning", ICCV 2017 (the
+        margin loss with a global beta; all pairs of the batch, no distance-weighted sampling). Computed by
+        torch.nn.functional.margin_ranking_loss; per pair it equals pytorch_metric_learning's
+        ContrastiveLoss(pos_margin=beta - alpha, neg_margin=beta + alpha).
+
+    Args:
+        margin: alpha, the margin around the boundary.
+        beta: the boundary between positive and negative distances (its initial value with learn_beta).
+        learn_beta: make beta a learnable parameter.
+        nu: weight of the beta regulariser nu * beta.
+        normalize: L2-normalise the embeddings first.
+        squared: use squared Euclidean distances.
+        gather: pairs span the global batch of every DDP rank (gradient-preserving all_gather).
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - embeddings: (N, D).
+        - labels: (N,) integer identities.
+        - output: scalar; (N,) per anchor with reduction="none".
+
+    Example:
+        >>> crit = MarginRankingLoss(margin=0.2, beta=1.0, normalize=False, reduction="none")
+        >>> x = torch.tensor([[0.0], [1.5], [0.5]])
+        >>> crit(x, torch.tensor([0, 0, 1]))   # anchor 0: pos relu(.2 + 1.5 - 1) = .7, neg relu(.2 + 1 - .5) = .7
+        tensor([0.7000, 0.4500, 0.4500])
+    """
+
+    name = "margin_ranking"
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        beta: float = 1.2,
+        learn_beta: bool = False,
+        nu: float = 0.0,
+        normalize: bool = True,
+        squared: bool = False,
+        gather: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(normalize, squared, gather, reduction)
+        self.margin, self.nu = float(margin), float(nu)
+        beta_ = torch.tensor(float(beta))
+        if learn_beta:
+            self.beta = nn.Parameter(beta_)
+        else:
+            self.register_buffer("beta", beta_)
+
+    @float32_forward
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        d, positive, negative = self.distances(embeddings, labels)
+        y = torch.where(negative, 1.0, -1.0).to(d.dtype)
+        beta = self.beta.to(d.dtype)
+        pair = F.margin_ranking_loss(d, beta.expand_as(d), y, margin=self.margin, reduction="none")
+        loss, valid = _masked_mean(pair, positive | negative, (1,))
+        if self.nu:
+            loss = loss + self.nu * beta
+        return reduce(loss, self.reduction, valid.to(loss.dtype))
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, nu={self.nu}, " + super().extra_repr()
+
+
+@register("range", family="metric", aliases=("range_loss",))
+class RangeLoss(nn.Module):
+    """Range loss (Zhang et al. 2017): shrink each class's largest distances, push the two closest centres apart.
+
+    Formula:
+        D_j: the k largest squared distances |x_a - x_b|^2 between two samples of one class in the batch
+        L_intra = sum over classes of  k / sum_j (1 / D_j)          (the harmonic mean of the k largest)
+        L_inter = relu(m - |c_Q - c_R|^2),  c: batch means of the classes, Q, R the two closest centres
+        L = alpha L_intra + beta L_inter   (one value for the batch; a class with fewer than k pairs uses
+        the pairs it has, a class with one sample none)
+
+    Reference:
+        Zhang, Fang, Wen, Li & Qiao, "Range Loss for Deep Face Recognition with Long-Tailed Training Data",
+        ICCV 2017 (used beside a softmax head; k = 2 in the paper).
+
+    Args:
+        k: how many of the largest intra-class distances enter each class's harmonic mean.
+        margin: m, the smallest squared distance wanted between the two closest class centres.
+        alpha: weight of the intra-class term.
+        beta: weight of the inter-class term.
+        normalize: L2-normalise the embeddings first (the paper uses the raw features).
+        gather: compute on the global batch of every DDP rank (gradient-preserving all_gather); every rank
+            then returns the same value.
+
+    Shape:
+        - embeddings: (N, D).
+        - labels: (N,) integer identities.
+        - output: scalar (a batch-level loss: there is no per-sample decomposition, so no ``reduction``).
+
+    Example:
+        >>> crit = RangeLoss(k=2, margin=10.0)
+        >>> x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [3.0, 1.0]])
+        >>> # class 0 pairs 1, 4, 5: 2 / (1/5 + 1/4) = 4.4444; class 1 one pair: 1; centres 7.1389 apart: 10 - 7.1389
+        >>> round(float(crit(x, torch.tensor([0, 0, 0, 1, 1]))), 4)
+        8.3056
+    """
+
+    name = "range"
+
+    def __init__(
+        self,
+        k: int = 2,
+        margin: float = 1.0,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        normalize: bool = False,
+        gather: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(k) != k or k < 1:
+            raise ValueError(f"range: k must be an integer >= 1, got {k}")
+        self.k, self.margin, self.alpha, self.beta = int(k), float(margin), float(alpha), float(beta)
+        self.normalize, self.gather = bool(normalize), bool(gather)
+
+    @float32_forward
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        labels = _check(self.name, embeddings, labels)
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        x, labels, _ = gather_batch(embeddings, labels, self.gather)
+        n = x.shape[0]
+        same = labels.unsqueeze(1) == labels.unsqueeze(0)
+        ones = torch.ones(n, n, dtype=torch.bool, device=x.device)
+        # intra: the k largest pair distances of each class; pair (a, b), a < b, belongs to row a.
+        # Every one of a class's k largest is among its row's k largest, so rows first, then classes.
+        k = min(self.k, n)
+        pair = same & ones.triu(1)
+        d = pairwise_distance(x, x, squared=True)
+        row, where = torch.where(pair, d, float("-inf")).topk(k, dim=1)
+        row_valid = pair.gather(1, where)
+        # class of representative r (its first sample) gathers the rows of its class
+        candidates = torch.where(same.unsqueeze(2) & row_valid.unsqueeze(0), row.unsqueeze(0), float("-inf"))
+        top, where = candidates.flatten(1).topk(k, dim=1)  # (n, k)
+        valid = (same.unsqueeze(2) & row_valid.unsqueeze(0)).flatten(1).gather(1, where)
+        inverse = torch.where(valid, 1.0 / torch.where(valid, top, 1.0).clamp_min(1e-12), 0.0)
+        count = valid.sum(1).to(x.dtype)
+        first = ~(same & ones.tril(-1)).any(1)
+        harmonic = torch.where(count > 0, count / inverse.sum(1).clamp_min(1e-12), 0.0)
+        intra = torch.where(first, harmonic, 0.0).sum()
+        # inter: the two closest batch centres of different classes
+        centres = (same.to(x.dtype) @ x) / same.sum(1, keepdim=True).to(x.dtype)
+        gap = torch.where(~same, pairwise_distance(centres, centres, squared=True), float("inf")).amin()
+        inter = torch.where(torch.isfinite(gap), F.relu(self.margin - gap.clamp_max(1e30)), 0.0)
+        return self.alpha * intra + self.beta * inter
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, margin={self.margin}, alpha={self.alpha}, beta={self.beta}, normalize={self.normalize}"
+
+
+@register("center_invariant", family="metric", aliases=("center_invariant_loss",))
+class CenterInvariantLoss(CenterLoss):
+    """Center invariant loss (Wu et al. 2017): center loss plus a penalty on unequal squared centre norms.
+
+    Formula:
+        L_I = 1/C sum_j (|c_j|^2 - 1/C sum_k |c_k|^2)^2 / 4      (over all C centres)
+        l_i = 1/2 |x_i - c_{y_i}|^2 + gamma L_I;  "mean" averages over the batch (L_I once), "sum" adds
+        N times L_I
+        The centres are an nn.Parameter (num_classes, embedding_size) trained by the task's optimiser in
+        their own group, as in ``center``. Identities with many images get no larger centres than rare
+        ones, so the features of both are pulled to one norm. L_I depends on the centres only, so under
+        DDP the step equals one process on the global batch.
+
+    Reference:
+        Wu, Liu, Li & Fu, "Deep Face Recognition with Center Invariant Loss", ACM MM Thematic Workshops
+        2017 (used beside a softmax head). L_I equals pytorch_metric_learning's CenterInvariantRegularizer
+        on the centres (MeanReducer).
+
+    Args:
+        num_classes: number of identities (injected by the task).
+        embedding_size: embedding dimension D (injected by the task).
+        gamma: weight of the centre-invariance term L_I relative to the centre term.
+        reduction: "mean" | "sum" | "none".
+
+    Shape:
+        - embeddings: (N, embedding_size).
+        - labels: (N,) class indices.
+        - output: scalar; (N,) with reduction="none".
+
+    Example:
+        >>> crit = CenterInvariantLoss(num_classes=2, embedding_size=1, gamma=1.0, reduction="none")
+        >>> _ = crit.centers.data.copy_(torch.tensor([[1.0], [3.0]]))   # squared norms 1, 9: L_I = (16 + 16) / 2 / 4
+        >>> crit(torch.tensor([[1.0], [1.0]]), torch.tensor([0, 1])).detach()   # 0 + 4, 1/2 (1 - 3)^2 + 4
+        tensor([4., 6.])
+    """
+
+    name = "center_invariant"
+
+    def __init__(self, num_classes: int, embedding_size: int, gamma: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(num_classes, embedding_size, reduction)
+        self.gamma = float(gamma)
+
+    @float32_forward
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        labels = _check(self.name, embeddings, labels, self.embedding_size)
+        check_class_range(self.name, labels, self.num_classes)
+        squared = self.centers.square().sum(1)
+        invariance = 0.25 * (squared - squared.mean()).square().mean()
+        return reduce(0.5 * (embeddings - self.centers[labels]).square().sum(1) + self.gamma * invariance,
+                      self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, " + super().extra_repr()

@@ -136,6 +136,50 @@ def test_adaface_margin_and_norm_statistics():
     torch.testing.assert_close(head.logits(x, y).gather(1, y[:, None]).squeeze(1), expected)
 
 
+def _sface_reference(cos: torch.Tensor, y: torch.Tensor, s: float, k: float, a: float, b: float) -> torch.Tensor:
+    """SFace as the authors' code computes it (one-hot masks, no_grad sigmoid weights, batch means)."""
+    one_hot = F.one_hot(y, cos.shape[1]).to(cos.dtype)
+    output = s * cos
+    wyi_x = (one_hot * output).sum(1)
+    with torch.no_grad():
+        weight_yi = 1.0 / (1.0 + torch.exp(-k * (torch.acos(wyi_x / s) - a)))
+    wj = (1 - one_hot) * output
+    with torch.no_grad():
+        weight_j = 1.0 / (1.0 + torch.exp(k * (torch.acos(wj / s) - b)))
+    return (-weight_yi * wyi_x).mean() + (weight_j * wj).sum(1).mean()
+
+
+def test_sface_value_and_blocked_gradients_follow_the_paper():
+    head = _head("sface", scale=64.0, k=80.0, a=0.8, b=1.23)
+    head.weight.data = torch.eye(C, D)
+    # target angle 0.5 (< a: hardly pulled), a negative at angle 1.0 (< b: pushed), the rest at pi/2
+    x = torch.tensor([[math.cos(0.5), math.sin(0.5), 0.0, 0.0]])
+    cos = F.normalize(x, dim=1) @ torch.eye(C, D).T  # (cos 0.5, cos 1.07 .., 0, 0, 0)
+    r_intra = 1 / (1 + math.exp(-80 * (0.5 - 0.8)))
+    theta_1 = math.acos(float(cos[0, 1]))
+    r_inter = 1 / (1 + math.exp(80 * (theta_1 - 1.23)))
+    r_half = 1 / (1 + math.exp(80 * (math.pi / 2 - 1.23)))
+    expected = -r_intra * 64 * math.cos(0.5) + r_inter * 64 * float(cos[0, 1]) + 3 * r_half * 0.0
+    assert float(head(x, torch.tensor([0])).detach()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # the margin is the re-scaling of the gradient: d l / d cos_y = -s r_intra, d l / d cos_j = s r_inter
+    cos_in = cos.clone().requires_grad_(True)
+    rows = head.row_losses(head.margin_logits(cos_in, torch.tensor([0]), x, None), torch.tensor([0]))
+    (grad,) = torch.autograd.grad(rows.sum(), cos_in)
+    assert float(grad[0, 0]) == pytest.approx(-64 * r_intra, rel=1e-5)
+    assert float(grad[0, 1]) == pytest.approx(64 * r_inter, rel=1e-5)
+
+
+def test_sface_equals_the_authors_formulation():
+    head = _head("sface")
+    x, y = _batch(8, seed=4)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    mine = head(x1, y)
+    reference = _sface_reference(F.normalize(x2, dim=1) @ F.normalize(head.weight, dim=1).T, y, 64.0, 80.0, 0.8, 1.23)
+    torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(torch.autograd.grad(mine, x1)[0], torch.autograd.grad(reference, x2)[0],
+                               rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- gradients
 
 
@@ -176,6 +220,8 @@ def test_gradcheck_float64(name):
     head = head.double().eval()  # eval: fixed statistics, a deterministic function
     if name == "adaface":  # saturate z = +-1: the detached norm then changes nothing the finite differences see
         head.batch_mean.fill_(0.0), head.batch_std.fill_(0.01)
+    if name == "sface":  # k = 0: the blocked sigmoid weights are the constant 1/2 the finite differences see too
+        head.k = 0.0
     x, y = _batch()
     x = x.double().requires_grad_(True)
     weight = head.weight.detach().clone().requires_grad_(True)
@@ -301,6 +347,47 @@ def test_partial_fc_rate_one_equals_the_full_head_and_sampling_keeps_positives()
     assert big.eval()(x[:5], y).isfinite()  # eval: the full softmax
 
 
+SHARDABLE = [n for n in ANGULAR if losses.get(n).cls.shardable]
+
+
+@pytest.mark.parametrize("name", SHARDABLE)
+def test_the_sharded_code_path_on_one_rank_equals_the_replicated_head(name):
+    # one block holding every class: the all-reduced softmax (target column + this block's others)
+    # must reproduce cross-entropy over the full logits, values, gradients and statistics alike
+    import copy
+
+    head = _head(name).train()
+    sharded = copy.deepcopy(head)
+    sharded.shard(0, 1)
+    x, y = _batch(9, seed=6)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = head(x1, y), sharded(x2, y)
+    torch.testing.assert_close(b, a)
+    a.backward(), b.backward()
+    torch.testing.assert_close(x2.grad, x1.grad)
+    torch.testing.assert_close(sharded.weight.grad, head.weight.grad, rtol=1e-4, atol=1e-6)
+    for key, value in head.state_dict().items():
+        torch.testing.assert_close(sharded.state_dict()[key], value)
+    sharded.reduction = head.reduction = "none"
+    torch.testing.assert_close(sharded(x, y), head(x, y), rtol=1e-4, atol=1e-5)
+
+
+def test_shard_blocks_and_what_cannot_be_sharded():
+    assert [losses.angular.shard_bounds(7, r, 3) for r in range(3)] == [(0, 3), (3, 5), (5, 7)]
+    head = _head("cosface", sample_rate=0.5).train()
+    full = head.weight.detach().clone()
+    head.shard(1, 2)  # classes 3, 4 of 5
+    assert head.shard_range == (3, 5) and torch.equal(head.weight, full[3:5])
+    assert torch.equal(head.local_rows(full), full[3:5]) and torch.equal(head.full_weight(), head.weight)
+    assert head(*_batch(6)).isfinite()  # Partial FC inside the block; classes of the other block: target elsewhere
+    with pytest.raises(RuntimeError, match="sharded"):
+        head.logits(*_batch(2))
+    with pytest.raises(losses.LossConfigError, match="cannot be sharded"):
+        _head("l_softmax").shard(0, 2)
+    with pytest.raises(losses.LossConfigError, match="5 classes cannot be sharded over 8"):
+        _head("arcface").shard(0, 8)
+
+
 # --------------------------------------------------------------------------- DDP
 
 WORKER = textwrap.dedent(
@@ -318,14 +405,28 @@ WORKER = textwrap.dedent(
         for _ in range(2):
             head(x[shard], y[shard])
         state.update({k: v for k, v in head.state_dict().items() if k != "weight"})
-    torch.save(state, out)
+    # sharded heads: classes 0-2 on rank 0, 3-4 on rank 1; batches of 9 and 7 rows (a short one)
+    part = slice(0, 9) if rank == 0 else slice(9, None)
+    sharded = {}
+    for name in ("arcface", "curricularface", "adaface", "sface", "subcenter_arcface"):
+        torch.manual_seed(0)
+        head = losses.build(name, num_classes=5, embedding_size=4).train()
+        full = head.weight.detach().clone()
+        head.shard()
+        local = x[part].clone().requires_grad_(True)
+        value = head(local, y[part])
+        value.backward()
+        sharded[name] = {"loss": value.detach(), "grad": local.grad, "weight_grad": head.gather_rows(head.weight.grad),
+                         "full": torch.equal(head.full_weight(), full),
+                         "state": {k: v for k, v in head.state_dict().items() if k != "weight"}}
+    torch.save((state, sharded), out)
     dist.destroy_process_group()
     """
 )
 
 
 @pytest.mark.slow  # two subprocesses importing torch: ~10 s idle, up to a minute on a loaded machine
-def test_running_statistics_are_averaged_over_ddp_ranks(tmp_path):
+def test_ddp_running_statistics_and_sharded_heads_equal_one_process(tmp_path):
     x, y = _batch(16, seed=7)
     torch.save((x, y), tmp_path / "batch.pt")
     (tmp_path / "worker.py").write_text(WORKER)
@@ -335,7 +436,7 @@ def test_running_statistics_are_averaged_over_ddp_ranks(tmp_path):
         for rank in range(2)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks, shards = zip(*[torch.load(tmp_path / f"rank{r}.pt") for r in range(2)], strict=True)
     assert set(ranks[0]) == {"t", "batch_mean", "batch_std"}
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
@@ -344,3 +445,24 @@ def test_running_statistics_are_averaged_over_ddp_ranks(tmp_path):
         single(x, y)
     torch.testing.assert_close(ranks[0]["t"], single.t)
     assert not torch.equal(ranks[0]["t"], torch.zeros(()))
+    _check_sharded_heads_equal_one_process(x, y, shards)
+
+
+def _check_sharded_heads_equal_one_process(x: torch.Tensor, y: torch.Tensor, shards) -> None:
+    """Class blocks over 2 gloo ranks, unequal batches: the loss of 1 process on the global batch on every rank,
+    embedding gradients times the world size (DDP's averaging halves them), the weight gradient block by block."""
+    for name, (first, second) in ((n, (shards[0][n], shards[1][n])) for n in shards[0]):
+        torch.manual_seed(0)
+        head = losses.build(name, num_classes=5, embedding_size=4).train()
+        xg = x.clone().requires_grad_(True)
+        value = head(xg, y)
+        value.backward()
+        torch.testing.assert_close(first["loss"], value.detach())
+        torch.testing.assert_close(second["loss"], first["loss"])
+        torch.testing.assert_close(torch.cat((first["grad"], second["grad"])) / 2, xg.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(first["weight_grad"], head.weight.grad, rtol=1e-4, atol=1e-5)
+        assert first["full"] and second["full"], name  # full_weight() gathers the blocks back
+        for key, buffer in head.state_dict().items():
+            if key != "weight":
+                assert torch.equal(first["state"][key], second["state"][key]), (name, key)
+                torch.testing.assert_close(first["state"][key], buffer)

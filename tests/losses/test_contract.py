@@ -39,7 +39,8 @@ NAMES = losses.available()
 PARAMS: dict[str, dict[str, Any]] = {
     "class_balanced": {"samples_per_class": [5.0, 3.0, 2.0]},
     # heads and centres owning class parameters: the sizes the face task injects (labels of _embeddings)
-    **{n: {"num_classes": 3, "embedding_size": 8} for n in (*losses.available(family="angular"), "center")},
+    **{n: {"num_classes": 3, "embedding_size": 8}
+       for n in (*losses.available(family="angular"), "center", "center_invariant")},
 }
 
 NOT_COMPILABLE: dict[str, str] = {

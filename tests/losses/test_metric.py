@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances, miners, reducers
 from pytorch_metric_learning import losses as pml
+from pytorch_metric_learning import regularizers as pml_regularizers
 
 import losses
 
@@ -125,6 +126,10 @@ def test_anchors_without_positive_or_negative_are_left_out_of_the_mean():
         ("triplet", {"mining": "batch_hard"}),
         ("triplet", {"mining": "semi_hard", "squared": True}),
         ("center", {"num_classes": 3, "embedding_size": 5}),
+        ("center_invariant", {"num_classes": 3, "embedding_size": 5}),
+        ("margin_ranking", {"learn_beta": True}),
+        ("range", {"k": 2, "margin": 30.0}),
+        ("range", {"k": 3, "normalize": True, "margin": 2.0}),
     ],
 )
 def test_gradcheck_float64(name, params):
@@ -133,7 +138,7 @@ def test_gradcheck_float64(name, params):
     assert torch.autograd.gradcheck(lambda e: crit(e, y), (x.double().requires_grad_(True),))
 
 
-@pytest.mark.parametrize("name", ["contrastive", "triplet"])
+@pytest.mark.parametrize("name", ["contrastive", "triplet", "margin_ranking", "range"])
 def test_finite_under_low_precision(name, check_low_precision):
     x, y = _batch(seed=6)
     x[1] = x[0]  # a zero distance
@@ -182,7 +187,7 @@ WORKER = textwrap.dedent(
     x, y = torch.load(batch)
     shard = slice(rank * 6, (rank + 1) * 6)
     result = {}
-    for name in ("contrastive", "triplet"):
+    for name in ("contrastive", "triplet", "margin_ranking", "range"):
         local = x[shard].clone().requires_grad_(True)
         value = losses.build(name, gather=True)(local, y[shard])
         value.backward()
@@ -206,7 +211,7 @@ def test_gathered_losses_in_two_process_ddp_equal_one_process_on_the_global_batc
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    for name in ("contrastive", "triplet"):
+    for name in ("contrastive", "triplet", "margin_ranking", "range"):
         xg = x.clone().requires_grad_(True)
         single = losses.build(name)(xg, y)
         single.backward()
@@ -216,3 +221,106 @@ def test_gathered_losses_in_two_process_ddp_equal_one_process_on_the_global_batc
         grad = torch.cat([ranks[0][name][1], ranks[1][name][1]]) / 2
         torch.testing.assert_close(grad, xg.grad, rtol=1e-4, atol=1e-6)
         assert ranks[0][name][1].abs().sum() > 0 and ranks[1][name][1].abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- margin ranking
+
+
+def test_margin_ranking_is_torchs_margin_ranking_loss_on_every_pair():
+    x, y = _batch(seed=9)
+    crit = losses.build("margin_ranking", margin=0.3, beta=0.9, reduction="none")
+    d = _dist(F.normalize(x, dim=1))
+    n = len(y)
+    expected = []
+    for i in range(n):
+        pairs = [
+            F.margin_ranking_loss(d[i, j : j + 1], torch.tensor([0.9]), torch.tensor([1.0 if y[i] != y[j] else -1.0]),
+                                  margin=0.3)
+            for j in range(n) if j != i
+        ]
+        expected.append(torch.stack(pairs).mean())
+    torch.testing.assert_close(crit(x, y), torch.stack(expected), rtol=1e-5, atol=1e-6)
+    # by hand for one pair: positives cost relu(alpha + D - beta), negatives relu(alpha + beta - D)
+    two = losses.build("margin_ranking", margin=0.3, beta=0.9, normalize=False, reduction="none")
+    pair = torch.tensor([[0.0], [1.0]])
+    torch.testing.assert_close(two(pair, torch.tensor([0, 0])), torch.tensor([0.4, 0.4]))
+    torch.testing.assert_close(two(pair, torch.tensor([0, 1])), torch.tensor([0.2, 0.2]))
+
+
+def test_margin_ranking_pairs_equal_pytorch_metric_learning_and_beta_learns():
+    x, y = _batch(seed=10)
+    ours = losses.build("margin_ranking", margin=0.2, beta=1.2, reduction="none")
+    # per pair, Wu et al.'s margin loss is a contrastive loss with margins beta -+ alpha
+    theirs = pml.ContrastiveLoss(pos_margin=1.0, neg_margin=1.4, reducer=reducers.DoNothingReducer())(x, y)
+    n = len(y)
+    matrix = torch.zeros(n, n)
+    for key in ("pos_loss", "neg_loss"):
+        a, b = theirs[key]["indices"]
+        matrix[a, b] = theirs[key]["losses"]
+    torch.testing.assert_close(ours(x, y), matrix.sum(1) / (n - 1), rtol=1e-5, atol=1e-6)
+    learned = losses.build("margin_ranking", learn_beta=True, nu=0.1)
+    assert isinstance(learned.beta, torch.nn.Parameter)
+    value = learned(x, y)
+    plain = losses.build("margin_ranking")(x, y)
+    assert float(value.detach()) == pytest.approx(float(plain) + 0.1 * 1.2, rel=1e-6)
+    (grad,) = torch.autograd.grad(value, learned.beta)
+    assert grad != 0
+
+
+# --------------------------------------------------------------------------- range
+
+
+def _range_by_hand(x: torch.Tensor, y: torch.Tensor, k: int, margin: float, alpha: float, beta: float) -> float:
+    intra = 0.0
+    centres = {}
+    for c in y.unique().tolist():
+        members = x[y == c]
+        centres[c] = members.mean(0)
+        distances = sorted((float((members[a] - members[b]).square().sum())
+                            for a, b in itertools.combinations(range(len(members)), 2)), reverse=True)[:k]
+        if distances:
+            intra += len(distances) / sum(1 / d for d in distances)
+    gap = min(float((centres[p] - centres[q]).square().sum()) for p, q in itertools.combinations(centres, 2))
+    return alpha * intra + beta * max(margin - gap, 0.0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_range_loss_is_the_harmonic_mean_of_the_k_largest_plus_the_closest_centres(k):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(11, 4, generator=g)
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 0])  # 5, 3, 2 and 1 samples: 10, 3, 1 and 0 pairs
+    crit = losses.build("range", k=k, margin=20.0, alpha=0.5, beta=2.0)
+    assert float(crit(x, y)) == pytest.approx(_range_by_hand(x, y, k, 20.0, 0.5, 2.0), rel=1e-5)
+    y = y[torch.randperm(11, generator=g)]  # the order of the batch does not matter
+    assert float(crit(x, y)) == pytest.approx(_range_by_hand(x, y, k, 20.0, 0.5, 2.0), rel=1e-5)
+
+
+def test_range_loss_degenerate_batches_are_finite():
+    x = torch.randn(4, 3, requires_grad=True)
+    for y in (torch.tensor([0, 0, 0, 0]), torch.tensor([0, 1, 2, 3])):  # no second class; no pair
+        value = losses.build("range", margin=5.0)(x, y)
+        (grad,) = torch.autograd.grad(value, x)
+        assert torch.isfinite(value) and torch.isfinite(grad).all()
+    same = torch.ones(3, 2).requires_grad_(True)  # zero distances: the harmonic mean is 0, gradients finite
+    value = losses.build("range")(same, torch.tensor([0, 0, 1]))
+    (grad,) = torch.autograd.grad(value, same)
+    assert torch.isfinite(grad).all()
+
+
+# --------------------------------------------------------------------------- center invariant
+
+
+def test_center_invariant_adds_the_centre_norm_variance_of_pytorch_metric_learning():
+    torch.manual_seed(0)
+    crit = losses.build("center_invariant", num_classes=3, embedding_size=5, gamma=0.5, reduction="none")
+    x, y = _batch(seed=12)
+    c = crit.centers.detach()
+    squared = c.square().sum(1)
+    invariance = ((squared - squared.mean()) ** 2).mean() / 4
+    torch.testing.assert_close(crit(x, y).detach(), 0.5 * (x - c[y]).square().sum(1) + 0.5 * invariance)
+    torch.testing.assert_close(invariance, pml_regularizers.CenterInvariantRegularizer()(c))
+    # at x = c_y only L_I pulls: descent shrinks the largest centre and grows the smallest
+    crit.reduction = "mean"
+    (grad,) = torch.autograd.grad(crit(c[y].clone(), y), crit.centers)
+    radial = (grad * c).sum(1)
+    assert radial[squared.argmax()] > 0 and radial[squared.argmin()] < 0
