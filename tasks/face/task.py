@@ -7,6 +7,13 @@ Evaluation embeds both images of each verification pair and their horizontal fli
 the flip's embeddings summed, then L2-normalised, as insightface evaluates), scores pairs by cosine
 similarity and logs 10-fold accuracy (threshold chosen on 9 folds), TAR@FAR=1e-3 / 1e-4 and the
 mean and standard deviation of the embedding norm.
+
+DDP. With more than one process the head's class-weight matrix is sharded (``shard_head``, Partial
+FC as An et al. 2022): each rank keeps a block of ``num_classes / world_size`` rows, which DDP
+leaves out of its gradient averaging, and the head normalises its softmax across the blocks (see
+:mod:`losses.angular`). Checkpoints hold the whole matrix and the optimiser moments of the whole
+matrix (gathered when saving, each rank's block cut out again when loading), so a run resumes on
+any number of processes, and a sharded run's checkpoint loads in one process.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 import losses
+from losses.angular import AngularHead
 from tasks.base import LossTask
 from tasks.face.metrics import kfold_accuracy, tar_at_far
 
@@ -102,6 +111,7 @@ class FaceTask(LossTask):
         width: int = 32,
         dropout: float = 0.0,
         folds: int = 10,
+        shard_head: bool = True,
         loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
     ) -> None:
@@ -113,6 +123,7 @@ class FaceTask(LossTask):
         self.save_hyperparameters(ignore=["loss", "optim"])
         self.model = FaceEmbedder(backbone, embedding_size, width, dropout, backbone_weights)
         self.folds = folds
+        self.shard_head = shard_head
         self._scores: list[Tensor] = []
         self._same: list[Tensor] = []
         self._norms: list[Tensor] = []
@@ -126,6 +137,69 @@ class FaceTask(LossTask):
                     f"model.num_classes={self.num_classes}, but the training folder holds {found} identities; "
                     f"set model.num_classes: {found}"
                 )
+        if self.shard_head and self.trainer.world_size > 1:
+            self.shard_heads()
+
+    # ------------------------------------------------------------------ sharded heads and checkpoints
+
+    def heads(self) -> list[tuple[str, AngularHead]]:
+        """(parameter-name prefix, module) of every angular head of the ``head`` slot."""
+        return [(name, module) for name, module in self.named_modules() if isinstance(module, AngularHead)]
+
+    def shard_heads(self) -> None:
+        """Keep this rank's block of every head's class weights, out of DDP's averaging (called before DDP wraps)."""
+        for _, head in self.heads():
+            if head.shard_range is None:
+                head.shard()
+        ignore = [f"{name}.weight" for name, head in self.heads()]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignore)
+
+    def _optimizer_indices(self, head: AngularHead) -> dict[int, int]:
+        """{optimiser number: index of the head's weight in that optimiser's state_dict}."""
+        found = {}
+        for k, optimizer in enumerate(self.trainer.optimizers):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            for i, param in enumerate(params):
+                if param is head.weight:
+                    found[k] = i
+        return found
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store every head's whole weight matrix and the moments of the whole matrix (gathered when sharded).
+
+        Runs on every rank (Lightning builds the checkpoint everywhere, rank 0 writes it), as the gathers need.
+        """
+        record = {}
+        for name, head in self.heads():
+            key = f"{name}.weight"
+            checkpoint["state_dict"][key] = head.full_weight()
+            indices = self._optimizer_indices(head) if self._trainer is not None else {}
+            for k, i in indices.items():
+                states = checkpoint["optimizer_states"][k]["state"]
+                if i in states:  # a copy: the optimiser's live state stays this rank's block
+                    states[i] = {
+                        n: head.gather_rows(v) if isinstance(v, Tensor) and v.shape == head.weight.shape else v
+                        for n, v in states[i].items()
+                    }
+            record[key] = {"rows": head.num_classes * head.sub_centers, "optimizer": indices}
+        checkpoint["face_heads"] = record
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Cut this rank's block out of the whole matrices a checkpoint holds (weights and optimiser moments)."""
+        record = checkpoint.get("face_heads", {})
+        for name, head in self.heads():
+            key = f"{name}.weight"
+            if head.shard_range is None or key not in checkpoint.get("state_dict", {}):
+                continue
+            rows = checkpoint["state_dict"][key].shape[0]
+            checkpoint["state_dict"][key] = head.local_rows(checkpoint["state_dict"][key])
+            for k, i in record.get(key, {}).get("optimizer", {}).items():
+                states = checkpoint.get("optimizer_states", [])
+                if k < len(states) and i in states[k]["state"]:
+                    states[k]["state"][i] = {
+                        n: head.local_rows(v) if isinstance(v, Tensor) and v.dim() and v.shape[0] == rows else v
+                        for n, v in states[k]["state"][i].items()
+                    }
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)

@@ -150,3 +150,102 @@ def test_recipe_validates_before_data_is_read():
     validate(load_config("configs/face/synthetic.yaml"))
     with pytest.raises(Exception, match="loss.head"):
         validate(load_config("configs/face/synthetic.yaml", ["loss.head=dice"]))
+
+
+# --------------------------------------------------------------------------- checkpoints and DDP
+
+
+class _StateAtStart(L.Callback):
+    """Records the heads' weights, running statistics and optimiser moments when training (re)starts."""
+
+    def on_train_start(self, trainer: L.Trainer, task: FaceTask) -> None:
+        self.heads = {name: {k: v.detach().clone() for k, v in head.state_dict().items()}
+                      for name, head in task.heads()}
+        optimizer = trainer.optimizers[0]
+        self.moments = {name: {k: v.clone() for k, v in optimizer.state.get(head.weight, {}).items()}
+                        for name, head in task.heads()}
+
+
+def _fit(task: FaceTask, root: Path, tmp_path: Path, steps: int, ckpt: str | None = None, **kwargs) -> L.Trainer:
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0,
+                        limit_val_batches=1, **kwargs)
+    trainer.fit(task, datamodule=FaceDataModule(root=str(root), batch_size=8), ckpt_path=ckpt)
+    return trainer
+
+
+def test_resume_restores_head_weights_statistics_and_moments_exactly(face_root, tmp_path):
+    spec = [{"name": "curricularface", "params": {"scale": 16.0}}, {"name": "adaface", "params": {"scale": 16.0}}]
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    _fit(_task(loss={"head": spec}, optim={"name": "adamw", "lr": 1e-3}), face_root, tmp_path, 2,
+         callbacks=[checkpoint])
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    state = saved["state_dict"]
+    assert float(state["loss_slots.head.terms.0.t"]) != 0 and float(state["loss_slots.head.terms.1.batch_std"]) != 100
+    probe = _StateAtStart()
+    _fit(_task(loss={"head": spec}, optim={"name": "adamw", "lr": 1e-3}), face_root, tmp_path, 3,
+         ckpt=str(tmp_path / "ckpt" / "last.ckpt"), callbacks=[probe])
+    for name, values in probe.heads.items():
+        for key, value in values.items():
+            assert torch.equal(value, state[f"{name}.{key}"]), (name, key)  # t, batch_mean, batch_std, weight
+    (index,) = saved["face_heads"]["loss_slots.head.terms.0.weight"]["optimizer"].values()
+    moments = saved["optimizer_states"][0]["state"][index]
+    assert torch.equal(probe.moments["loss_slots.head.terms.0"]["exp_avg_sq"], moments["exp_avg_sq"])
+
+
+DDP_WORKER = """
+import sys
+from pathlib import Path
+import lightning as L, torch
+sys.path.insert(0, sys.argv[3])
+from test_face import FaceDataModule, _StateAtStart, _task
+
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+spec = {"head": {"name": "curricularface", "params": {"scale": 16.0}}}
+
+
+def fit(steps, ckpt=None, callbacks=()):
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
+                        num_sanity_val_steps=0, limit_val_batches=1, callbacks=list(callbacks))
+    task = _task(loss=spec, optim={"name": "adamw", "lr": 1e-3}, num_classes=6)
+    trainer.fit(task, datamodule=FaceDataModule(root=str(root), batch_size=5), ckpt_path=ckpt)
+    return trainer, task
+
+
+checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "ckpt", save_last=True)
+trainer, task = fit(3, callbacks=[checkpoint])  # 12 images per rank in batches of 5, 5, 2: a short last batch
+probe = _StateAtStart()
+trainer, task = fit(4, ckpt=str(out / "ckpt" / "last.ckpt"), callbacks=[probe])
+(name, head), = task.heads()
+torch.save({"range": head.shard_range, "at_start": probe.heads[name], "moments": probe.moments[name],
+            "ignored": task._ddp_params_and_buffers_to_ignore}, out / f"rank{trainer.global_rank}.pt")
+"""
+
+
+@pytest.mark.slow  # Lightning DDP, 2 CPU processes, two short fits: ~25 s idle
+def test_ddp_shards_the_head_and_checkpoints_the_whole_matrix(face_root, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    done = subprocess.run([sys.executable, str(tmp_path / "worker.py"), str(face_root), str(tmp_path),
+                           str(Path(__file__).parent)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    key = "loss_slots.head.terms.0.weight"
+    weight = saved["state_dict"][key]
+    assert weight.shape == (6, 8)  # the whole matrix, not rank 0's block
+    (index,) = saved["face_heads"][key]["optimizer"].values()
+    moments = saved["optimizer_states"][0]["state"][index]
+    assert moments["exp_avg"].shape == (6, 8)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert [r["range"] for r in ranks] == [(0, 3), (3, 6)]
+    for rank in ranks:  # resumed: each rank's block, its moments and the running t exactly as saved
+        start, end = rank["range"]
+        assert rank["ignored"] == [key]
+        assert torch.equal(rank["at_start"]["weight"], weight[start:end])
+        assert torch.equal(rank["moments"]["exp_avg"], moments["exp_avg"][start:end])
+        assert torch.equal(rank["at_start"]["t"], saved["state_dict"]["loss_slots.head.terms.0.t"])
+    fresh = _task(loss={"head": {"name": "curricularface", "params": {"scale": 16.0}}})
+    fresh.load_state_dict(saved["state_dict"])  # a sharded run's checkpoint loads in one process
