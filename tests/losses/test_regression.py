@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 
 import pytest
+import scipy.integrate
+import scipy.special
 import torch
 import torch.nn.functional as F
 import torchmetrics.functional as tmf
 
 import losses
 from losses import LossInputError
+from losses.regression import _log_partition_table, general_robust, log_partition
 
 NAMES = ["mbe", "mae", "mse", "rmse", "rmsle", "huber", "smooth_l1", "balanced_l1", "log_cosh", "quantile"]
 
@@ -291,3 +294,106 @@ def test_mbe_is_signed():
     crit = losses.build("mbe")
     assert crit(torch.tensor([2.0, 2.0]), torch.zeros(2)).item() == 2.0
     assert crit(torch.zeros(2), torch.tensor([2.0, 2.0])).item() == -2.0
+
+
+# --------------------------------------------------------------------------- adaptive_robust (Barron, CVPR 2019)
+
+# Z(alpha) = int exp(-rho(x, alpha, 1)) dx in closed form: Gaussian, pseudo-Huber (a Bessel K_1 integral), Cauchy
+PARTITION = {2.0: math.sqrt(2 * math.pi), 1.0: 2 * math.e * scipy.special.k1(1.0), 0.0: math.pi * math.sqrt(2)}
+
+
+def _py_rho(x: float, alpha: float, c: float) -> float:
+    z = (x / c) ** 2
+    closed = {2.0: z / 2, 1.0: math.sqrt(z + 1) - 1, 0.0: math.log(z / 2 + 1), -2.0: 2 * z / (z + 4)}
+    if alpha in closed:
+        return closed[alpha]
+    return abs(alpha - 2) / alpha * ((z / abs(alpha - 2) + 1) ** (alpha / 2) - 1)
+
+
+def _py_log_partition(alpha: float) -> float:
+    """log of 2 int_0^inf exp(-rho(x)) dx by QUADPACK, in u = log x (the Cauchy-like tails become exponential)."""
+    density = lambda u: math.exp(u - _py_rho(math.exp(u), alpha, 1.0))  # noqa: E731
+    pieces = [(-60.0, 0.0), (0.0, 10.0), (10.0, 80.0)]
+    return math.log(2 * sum(scipy.integrate.quad(density, a, b, epsabs=1e-15, epsrel=1e-13, limit=500)[0]
+                            for a, b in pieces))
+
+
+@pytest.mark.parametrize("alpha", [2.0, 1.0, 0.0, -2.0])
+def test_adaptive_robust_equals_the_closed_forms(alpha):
+    x, c = [0.5, -1.0, 3.0, 0.0], 2.0
+    crit = losses.build("adaptive_robust", alpha=alpha, scale=c, reduction="none")
+    got = crit(_t(x), _t([0.0] * 4))
+    log_norm = math.log(c) + math.log(PARTITION[alpha]) if alpha >= 0 else 0.0  # -2: improper, rho alone
+    assert got.tolist() == pytest.approx([_py_rho(v, alpha, c) + log_norm for v in x], rel=1e-6, abs=1e-7)
+    # the functional rho at and next to the removable singularities alpha = 0, 2
+    assert float(general_robust(_t([3.0]), alpha, c)) == pytest.approx(_py_rho(3.0, alpha, c), rel=1e-12)
+    if alpha in (0.0, 2.0):
+        near = float(general_robust(_t([3.0]), alpha + 1e-7, c))
+        assert near == pytest.approx(_py_rho(3.0, alpha, c), rel=1e-5)
+
+
+def test_adaptive_robust_log_partition_table_matches_numerical_integration():
+    table, slopes = _log_partition_table()
+    for alpha, z in PARTITION.items():  # knots: the closed forms
+        assert float(log_partition(_t(alpha), table, slopes)) == pytest.approx(math.log(z), abs=1e-11)
+    # between knots; next to 0 and 2 (log Z's slope is infinite at 2) the interpolation is less exact
+    cases = [(0.013, 1e-6, 1e-4), (0.37, 1e-8, 1e-6), (1.2345, 1e-8, 1e-6), (1.999, 1e-6, 1e-3), (2.0003, 1e-6, 1e-3),
+             (3.3, 1e-8, 1e-6)]  # (alpha, value tolerance, slope tolerance)
+    for alpha, tolerance, slope_tolerance in cases:
+        a = _t(alpha, grad=True)
+        value = log_partition(a, table, slopes)
+        assert value.item() == pytest.approx(_py_log_partition(alpha), abs=tolerance)
+        (slope,) = torch.autograd.grad(value, a)
+        h = 1e-6 if abs(alpha - 2) < 0.01 else 1e-4
+        numeric = (_py_log_partition(alpha + h) - _py_log_partition(alpha - h)) / (2 * h)
+        assert float(slope) == pytest.approx(numeric, abs=slope_tolerance)
+
+
+def test_adaptive_robust_gradcheck_float64():
+    crit = losses.build("adaptive_robust").double()
+    g = torch.Generator().manual_seed(5)
+    p = (torch.randn(4, 3, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    t = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    alpha = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)  # latent: alpha ~ 1.15
+    scale = torch.tensor(-0.2, dtype=torch.float64, requires_grad=True)
+
+    def loss(pred, latent_alpha, latent_scale):
+        params = {"latent_alpha": latent_alpha, "latent_scale": latent_scale}
+        return torch.func.functional_call(crit, params, (pred, t))
+
+    assert torch.autograd.gradcheck(loss, (p, alpha, scale))
+    fixed = losses.build("adaptive_robust", alpha=-2.0, scale=0.5).double()
+    assert torch.autograd.gradcheck(lambda x: fixed(x, t), (p,))
+
+
+def test_adaptive_robust_trains_alpha_down_on_heavy_tails_and_up_on_gaussian_noise():
+    g = torch.Generator().manual_seed(0)
+    cauchy = torch.tan(math.pi * (torch.rand(4000, generator=g) - 0.5))
+    gaussian = torch.randn(4000, generator=g)
+    learned = {}
+    for kind, residuals in (("cauchy", cauchy), ("gaussian", gaussian)):
+        crit = losses.build("adaptive_robust")  # alpha starts at 1 (pseudo-Huber), scale at 1
+        optimizer = torch.optim.Adam(crit.parameters(), lr=0.05)
+        for _ in range(60):
+            optimizer.zero_grad()
+            crit(residuals, torch.zeros_like(residuals)).backward()
+            optimizer.step()
+        learned[kind] = float(crit.alpha()), float(crit.scale())
+    assert learned["cauchy"][0] < 0.5  # heavy tails: towards Cauchy (alpha = 0)
+    assert learned["gaussian"][0] > 1.5  # Gaussian noise: towards L2 (alpha = 2)
+
+
+def test_adaptive_robust_reductions_weight_and_bad_parameters():
+    crit = losses.build("adaptive_robust", reduction="none")
+    p, t = _t([PRED, TARGET]), _t([TARGET, PRED])
+    none = crit(p, t)
+    assert none.shape == p.shape
+    assert losses.build("adaptive_robust", reduction="sum")(p, t).item() == pytest.approx(none.sum().item())
+    assert losses.build("adaptive_robust")(p, t).item() == pytest.approx(none.mean().item())
+    w = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
+    assert losses.build("adaptive_robust")(p, t, weight=w).item() == pytest.approx(none[0].mean().item())
+    for params, message in [({"alpha_lo": -0.5}, "0 <= alpha_lo < alpha_hi <= 4"), ({"alpha": 5.0}, "alpha must be"),
+                            ({"alpha": -2.0}, "set scale"), ({"scale_init": 0.0}, "0 < scale_lo < scale_init"),
+                            ({"alpha_init": 3.0}, "alpha_init must lie")]:
+        with pytest.raises(losses.LossConfigError, match=message):
+            losses.build("adaptive_robust", **params)
