@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,21 @@ def test_datamodule_checks_mask_values_against_the_classes_when_set_up(tmp_path)
         SegmentationDataModule(root=str(tmp_path), num_classes=3).setup("fit")
 
 
+def test_the_task_bounds_mask_values_and_binary_mode_takes_instance_labels(tmp_path):
+    from types import SimpleNamespace
+
+    from tasks.segmentation import SegmentationTask
+
+    for split in ("train", "val"):
+        make_folder(tmp_path / split, {"a": np.array([[0, 7], [1, 2]])})  # instance ids, as StarDist masks hold
+    datamodule = SegmentationDataModule(root=str(tmp_path))
+    datamodule.trainer = SimpleNamespace(lightning_module=SegmentationTask(num_classes=2, mode="binary"))
+    datamodule.setup("fit")  # binary: any value > 0 is foreground
+    datamodule.trainer = SimpleNamespace(lightning_module=SegmentationTask(num_classes=2, mode="multiclass"))
+    with pytest.raises(DataError, match=r"mask values \[2, 7\] are outside the classes 0..1 \(model.num_classes=2\)"):
+        datamodule.setup("fit")
+
+
 def test_predict_folder_needs_no_masks_and_names_bad_images(tmp_path):
     folder = tmp_path / "unlabelled"
     folder.mkdir()
@@ -176,3 +193,18 @@ def test_checkpoint_preprocessing_wins_over_the_config():
     with pytest.warns(UserWarning, match="data.image_size=None differs from the checkpoint's 64"):
         later.load_state_dict(trained.state_dict())
     assert later.image_size == 64
+
+
+def test_the_readme_nuclei_script_writes_folders_the_datamodule_reads(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "segmentation" / "nuclei_folders.py"
+    spec = importlib.util.spec_from_file_location("nuclei_folders", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+    script.write_folders(rng.integers(0, 4000, (512, 512)), rng.integers(0, 50, (512, 512)), tmp_path)
+    datamodule = SegmentationDataModule(root=str(tmp_path), num_classes=2, predict_dir=str(tmp_path / "unlabelled"))
+    datamodule.setup("fit")
+    datamodule.setup("predict")
+    assert (len(datamodule.train_set), len(datamodule.val_set), len(datamodule.predict_set)) == (12, 4, 2)
