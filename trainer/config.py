@@ -87,7 +87,9 @@ def normalise_loss_slots(cfg: DictConfig) -> DictConfig:
         return cfg
     for slot in list(loss.keys()):
         value = loss[slot]
-        if slot != "balance" and _is_single_name(value):
+        if slot == "balance":  # `balance: {name: gradnorm, alpha: 1.5}` is not a loss spec
+            continue
+        if _is_single_name(value):
             loss[slot] = _named_slot(value)
         elif isinstance(value, DictConfig) and "name" in value and "params" not in value:
             value["params"] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,7 +110,7 @@ def test_gradnorm_alpha_zero_equalises_the_weighted_gradient_norms():
     for _ in range(300):
         _gradnorm_step(gradnorm, optimizer, [3.0, 1.0], [1.0, 1.0])
     weighted = gradnorm.current() * torch.tensor([3.0, 1.0])
-    assert float(weighted[0]) == pytest.approx(float(weighted[1]), abs=0.1)  # w = (0.5, 1.5), up to the sign-step jitter
+    assert float(weighted[0]) == pytest.approx(float(weighted[1]), abs=0.1)  # w = (0.5, 1.5) up to sign-step jitter
 
 
 def test_gradnorm_resumes_exactly_with_its_optimiser_state():
@@ -200,3 +201,14 @@ def test_a_term_off_the_shared_layer_is_reported_unreached():
     x = torch.randn(4, 2)
     grads, reached = term_gradients([layer(x).mean(), other(x).mean()], list(layer.parameters()))
     assert reached == [True, False] and not grads[1].any()
+
+
+def test_the_gradnorm_preset_validates_with_a_balance_mapping():
+    from trainer.build import validate
+    from trainer.config import load_config
+
+    configs = Path(__file__).parents[2] / "configs"
+    files = [configs / "segmentation" / "shapes.yaml", configs / "losses" / "gradnorm.yaml"]
+    config = validate(load_config(files, ["run.term_grad_norms=10"]))
+    assert config["loss"]["balance"] == {"name": "gradnorm", "alpha": 1.5}  # not rewritten as a loss spec
+    assert config["run"]["term_grad_norms"] == 10
