@@ -264,7 +264,9 @@ class AngularHead(nn.Module, abc.ABC):
         weight = self.weight if weight is None else weight
         if index is not None:
             weight = weight.view(-1, self.sub_centers, weight.shape[1])[index].flatten(0, 1)
-        cos = F.linear(F.normalize(embeddings, dim=1), F.normalize(weight, dim=1))
+        # <x/|x|, W_j>/|W_j|: the norms divide the (N, C') logits, not the (C', D) weight (less work, no copy)
+        norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-12)
+        cos = F.linear(F.normalize(embeddings, dim=1), weight) / norms
         if self.sub_centers > 1:
             cos = cos.view(cos.shape[0], -1, self.sub_centers).amax(2)
         return cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)
@@ -325,7 +327,7 @@ class AngularHead(nn.Module, abc.ABC):
         target = _all_reduce(torch.where(here, cos.gather(1, column.unsqueeze(1)).squeeze(1), 0.0))
         # column 0: the target (the same on every rank); then this block's classes, its copy of the target dropped
         logits = self.margin_logits(torch.cat((target.unsqueeze(1), cos), 1), torch.zeros_like(local), embeddings, None)
-        keep = ~(F.one_hot(column, cos.shape[1]).bool() & here.unsqueeze(1))
+        keep = ~_target_mask(cos, column) | ~here.unsqueeze(1)
         rows = self.sharded_row_losses(logits[:, 0], logits[:, 1:], keep)
         if self.reduction == "none":
             return rows[offset : offset + count]
@@ -338,12 +340,13 @@ class AngularHead(nn.Module, abc.ABC):
 
 
 def _target_mask(cos: Tensor, labels: Tensor) -> Tensor:
-    return F.one_hot(labels, cos.shape[1]).bool()
+    """(N, C) bool, True at each row's label (one byte per entry: no int64 one-hot of a million classes)."""
+    return torch.zeros(cos.shape, dtype=torch.bool, device=cos.device).scatter_(1, labels.unsqueeze(1), True)
 
 
 def _with_target(cos: Tensor, labels: Tensor, target: Tensor) -> Tensor:
     """``cos`` with each row's target entry replaced by ``target`` (N,)."""
-    return torch.where(_target_mask(cos, labels), target.unsqueeze(1), cos)
+    return cos.scatter(1, labels.unsqueeze(1), target.unsqueeze(1).to(cos.dtype))
 
 
 def _target(cos: Tensor, labels: Tensor) -> Tensor:
@@ -400,7 +403,7 @@ class CosFaceLoss(AngularHead):
         self.scale, self.margin = float(scale), float(margin)
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
-        return self.scale * (cos - self.margin * _target_mask(cos, labels).to(cos.dtype))
+        return self.scale * _with_target(cos, labels, _target(cos, labels) - self.margin)
 
 
 @register("arcface", family="angular", aliases=("additive_angular_margin",))
