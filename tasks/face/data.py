@@ -10,6 +10,12 @@ Formats (what users bring and what the embedded synthetic set is written as)::
 LFW ``pairs.txt``: lines ``name idx1 idx2`` (same person) and ``name1 idx1 name2 idx2`` (different),
 images at ``root/<lfw_images>/<name>/<name>_<idx:04d>.jpg``; a first line holding only numbers
 (the fold header) is skipped.
+
+Corrupt data is found when the data is indexed (``setup``), never mid-epoch: every identity image
+and every image a pair names is decoded once. An unreadable image, an identity folder without a
+readable image, a pair naming a missing or unreadable file, or a malformed pairs line raises
+:class:`~tasks.datacheck.DataError` naming the file (and line); with ``skip_bad`` (config
+``data.skip_bad: true``) the image, identity or pair is dropped and one warning counts them.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from tasks.datacheck import BadItems, DataError, image_problem
 from tasks.face.synthetic import generate_identities
 from tasks.sampling import SampleKey, seeded_loader
 
@@ -65,21 +72,39 @@ def build_transform(train: bool, image_size: int | None) -> v2.Transform:
 
 
 class IdentityFolder(Dataset):
-    """``root/<identity>/<image>``: (image, identity index); identities sorted by folder name."""
+    """``root/<identity>/<image>``: (image, identity index); identities sorted by folder name.
 
-    def __init__(self, root: Path, transform: v2.Transform | None = None) -> None:
+    Unreadable images and identity folders without a readable image raise :class:`DataError`, or are
+    left out with one warning when ``skip_bad`` (an identity left out gets no class index).
+    """
+
+    def __init__(self, root: Path, transform: v2.Transform | None = None, skip_bad: bool = False) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data: identity folder {self.root} does not exist (expected root/<identity>/*)")
-        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        self.samples = [
-            (image, label)
-            for label, name in enumerate(self.classes)
-            for image in sorted((self.root / name).iterdir())
-            if image.suffix.lower() in IMAGE_SUFFIXES
-        ]
+            raise DataError(f"data: identity folder {self.root} does not exist (expected root/<identity>/*)")
+        bad = BadItems(skip_bad, "identity images or folders")
+        self.classes: list[str] = []
+        self.samples: list[tuple[Path, int]] = []
+        checked = 0
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            images = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            good = []
+            for image in images:
+                checked += 1
+                if (problem := image_problem(image)) is None:
+                    good.append(image)
+                else:
+                    bad.report(image, problem)
+            if not good:
+                checked += not images
+                bad.report(folder, "identity folder holds no readable image" if images else
+                           f"empty identity folder (no {'/'.join(IMAGE_SUFFIXES)} files)")
+                continue
+            self.samples += [(image, len(self.classes)) for image in good]
+            self.classes.append(folder.name)
+        bad.finish(checked)
         if not self.samples:
-            raise FileNotFoundError(f"data: no images under {self.root}/<identity>/ (expected {IMAGE_SUFFIXES})")
+            raise DataError(f"data: no readable images under {self.root}/<identity>/ (expected {IMAGE_SUFFIXES})")
         self.transform = transform
         self._cache: dict[int, Tensor] = {}
 
@@ -103,37 +128,68 @@ class IdentityFolder(Dataset):
         return image, label
 
 
-def read_pairs(root: Path, pairs: str, lfw_images: str = "lfw") -> list[tuple[Path, Path, int]]:
-    """Verification pairs from a ``path1,path2,same`` CSV or an LFW ``pairs.txt`` (see the module docstring)."""
-    path = root / pairs
-    if not path.is_file():
-        raise FileNotFoundError(f"data.pairs: {path} does not exist")
-    out: list[tuple[Path, Path, int]] = []
+def _pair_rows(root: Path, path: Path, lfw_images: str) -> list[tuple[int, list[str] | tuple[Path, Path, int]]]:
+    """(line number, pair) for each pair line; a malformed line gives its fields (a list) instead of a pair."""
+    rows: list[tuple[int, list[str] | tuple[Path, Path, int]]] = []
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or not {"path1", "path2", "same"} <= set(rows[0]):
-            raise ValueError(f"data.pairs: {path} needs a header path1,path2,same")
-        out = [(root / r["path1"], root / r["path2"], int(r["same"])) for r in rows]
-    else:
-        def image(name: str, idx: str) -> Path:
-            return root / lfw_images / name / f"{name}_{int(idx):04d}.jpg"
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"path1", "path2", "same"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: needs a header path1,path2,same (data.pairs)")
+            for number, row in enumerate(reader, start=2):
+                fields = [row.get("path1") or "", row.get("path2") or "", (row.get("same") or "").strip()]
+                ok = all(fields) and fields[2] in ("0", "1")
+                rows.append((number, (root / fields[0], root / fields[1], int(fields[2])) if ok else fields))
+        return rows
 
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if not parts or all(p.isdigit() for p in parts):
-                continue
-            if len(parts) == 3:
-                out.append((image(parts[0], parts[1]), image(parts[0], parts[2]), 1))
-            elif len(parts) == 4:
-                out.append((image(parts[0], parts[1]), image(parts[2], parts[3]), 0))
-            else:
-                raise ValueError(f"data.pairs: {path}: unreadable line {line!r}")
-    missing = [str(p) for a, b, _ in out for p in (a, b) if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"data.pairs: {len(missing)} image(s) listed in {path} are missing, e.g. {missing[:2]}")
+    def image(name: str, idx: str) -> Path:
+        return root / lfw_images / name / f"{name}_{int(idx):04d}.jpg"
+
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts or (number == 1 and all(p.isdigit() for p in parts)):
+            continue  # blank, or the fold header
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            rows.append((number, (image(parts[0], parts[1]), image(parts[0], parts[2]), 1)))
+        elif len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
+            rows.append((number, (image(parts[0], parts[1]), image(parts[2], parts[3]), 0)))
+        else:
+            rows.append((number, parts))
+    return rows
+
+
+def read_pairs(
+    root: Path, pairs: str, lfw_images: str = "lfw", skip_bad: bool = False
+) -> list[tuple[Path, Path, int]]:
+    """Verification pairs from a ``path1,path2,same`` CSV or an LFW ``pairs.txt`` (see the module docstring).
+
+    A malformed line, or a pair naming a missing or unreadable image, raises :class:`DataError` naming the
+    pairs file, its line and the image; ``skip_bad`` drops the pair with one warning.
+    """
+    path = root / pairs
+    if not path.is_file():
+        raise DataError(f"{path}: pairs file does not exist (data.pairs)")
+    bad = BadItems(skip_bad, "verification pairs")
+    problems: dict[Path, str | None] = {}  # an image shared by several pairs is decoded once
+    out: list[tuple[Path, Path, int]] = []
+    rows = _pair_rows(root, path, lfw_images)
+    for number, row in rows:
+        if isinstance(row, list):
+            expected = "path1,path2,same with same 0 or 1" if path.suffix.lower() == ".csv" else \
+                "'name idx1 idx2' or 'name1 idx1 name2 idx2'"
+            bad.report(f"{path}:{number}", f"malformed pair {row} (expected {expected})")
+            continue
+        for image in row[:2]:
+            if image not in problems:
+                problems[image] = image_problem(image)
+        broken = next(((image, problems[image]) for image in row[:2] if problems[image] is not None), None)
+        if broken is None:
+            out.append(row)
+        else:
+            bad.report(f"{path}:{number}", f"{broken[0]}: {broken[1]}")
+    bad.finish(len(rows))
     if not out:
-        raise ValueError(f"data.pairs: {path} lists no pairs")
+        raise DataError(f"{path}: lists no usable pairs (data.pairs)")
     return out
 
 
@@ -158,6 +214,8 @@ class FaceDataModule(L.LightningDataModule):
     The synthetic set is generated on first use under ``cache_dir`` with the settings in
     ``synthetic`` (num_identities, images_per_identity, num_val_identities, val_images_per_identity,
     num_pairs, size, seed); its verification identities are disjoint from the training ones.
+    ``skip_bad``: drop unreadable images, empty identity folders and broken pairs with one warning
+    instead of raising :class:`~tasks.datacheck.DataError` (see the module docstring).
     """
 
     def __init__(
@@ -174,6 +232,7 @@ class FaceDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         cache_dir: str = "data/generated/face_identities",
         seed: int = 0,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root) if root is not None else None
@@ -185,6 +244,7 @@ class FaceDataModule(L.LightningDataModule):
             raise ValueError(f"data.synthetic: unknown key(s) {sorted(unknown)}; accepted: {', '.join(SYNTHETIC_KEYS)}")
         self.cache_dir = Path(cache_dir)
         self.seed = seed
+        self.skip_bad = skip_bad
 
     def _root(self) -> Path:
         return self.root if self.root is not None else generate_identities(self.cache_dir, **self.synthetic)
@@ -194,10 +254,15 @@ class FaceDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         root = self._root()
-        self.train_set = IdentityFolder(root / self.train_dir, build_transform(self.augment, self.image_size))
+        self.train_set = IdentityFolder(root / self.train_dir, build_transform(self.augment, self.image_size),
+                                        self.skip_bad)
         evaluation = build_transform(False, self.image_size)
-        self.val_set = PairDataset(read_pairs(root, self.pairs, self.lfw_images), evaluation)
-        self.test_set = PairDataset(read_pairs(root, self.test_pairs or self.pairs, self.lfw_images), evaluation)
+        val = read_pairs(root, self.pairs, self.lfw_images, self.skip_bad)
+        self.val_set = PairDataset(val, evaluation)
+        test = self.test_pairs or self.pairs
+        if test != self.pairs:
+            val = read_pairs(root, test, self.lfw_images, self.skip_bad)
+        self.test_set = PairDataset(val, evaluation)
 
     @property
     def num_classes(self) -> int:

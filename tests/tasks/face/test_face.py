@@ -6,10 +6,13 @@ import csv
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import losses
+from tasks.datacheck import DataError
 from tasks.face import FaceDataModule, FaceTask
 from tasks.face.data import IdentityFolder, read_pairs
 from tasks.face.metrics import kfold_accuracy, tar_at_far
@@ -56,21 +59,64 @@ def test_views_of_one_identity_differ(face_root):
     assert (first - second).abs().mean() > 5  # pose, lighting and noise change every view
 
 
-def test_lfw_pairs_txt_and_missing_files(tmp_path, face_root):
+def _image(path: Path, value: int = 128) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_lfw_pairs_txt(tmp_path):
     for name, idx in (("Ann", 1), ("Ann", 2), ("Bob", 1)):
-        folder = tmp_path / "lfw" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}_{idx:04d}.jpg").write_bytes(b"")
+        _image(tmp_path / "lfw" / name / f"{name}_{idx:04d}.jpg")
     (tmp_path / "pairs.txt").write_text("1\t2\nAnn\t1\t2\nAnn\t1\tBob\t1\n")
     pairs = read_pairs(tmp_path, "pairs.txt")
     assert [(a.name, b.name, s) for a, b, s in pairs] == [("Ann_0001.jpg", "Ann_0002.jpg", 1),
                                                          ("Ann_0001.jpg", "Bob_0001.jpg", 0)]
-    with open(tmp_path / "bad.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path1", "path2", "same"], ["x.png", "y.png", 1]])
-    with pytest.raises(FileNotFoundError, match="missing"):
-        read_pairs(tmp_path, "bad.csv")
     with pytest.raises(ValueError, match="synthetic"):
         FaceDataModule(synthetic={"identities": 3})
+
+
+def test_corrupt_identity_images_and_empty_identities_raise_or_are_skipped(tmp_path):
+    _image(tmp_path / "train" / "ann" / "1.png"), _image(tmp_path / "train" / "cid" / "1.png")
+    (tmp_path / "train" / "ann" / "2.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "train" / "bob").mkdir()
+    with pytest.raises(DataError, match=r"ann/2.png: not a readable image.*data.skip_bad"):
+        IdentityFolder(tmp_path / "train")
+    with pytest.warns(UserWarning, match=r"skipped 2 of 4 identity images or folders: .*2.png.*bob: empty identity"):
+        train = IdentityFolder(tmp_path / "train", skip_bad=True)
+    assert train.classes == ["ann", "cid"] and [label for _, label in train.samples] == [0, 1]
+
+
+def test_broken_pairs_name_the_file_and_line_or_are_skipped(tmp_path):
+    good, other = _image(tmp_path / "x" / "a.png"), _image(tmp_path / "x" / "b.png", 10)
+    (tmp_path / "x" / "broken.png").write_bytes(b"")
+    with open(tmp_path / "pairs.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path1", "path2", "same"], ["x/a.png", "x/b.png", 0], ["x/a.png", "x/gone.png", 1],
+                                 ["x/broken.png", "x/a.png", 1], ["x/a.png", "x/b.png", "maybe"]])
+    with pytest.raises(DataError, match=r"pairs.csv:3: .*gone.png: missing"):
+        read_pairs(tmp_path, "pairs.csv")
+    with pytest.warns(UserWarning, match=r"skipped 3 of 4 verification pairs: .*gone.png.*broken.png: empty.*:5"):
+        assert read_pairs(tmp_path, "pairs.csv", skip_bad=True) == [(good, other, 0)]
+    with pytest.raises(DataError, match="does not exist"):
+        read_pairs(tmp_path, "nowhere.csv")
+    (tmp_path / "pairs.txt").write_text("Ann 1\n")
+    with pytest.raises(DataError, match=r"pairs.txt:1: malformed pair \['Ann', '1'\]"):
+        read_pairs(tmp_path, "pairs.txt")
+
+
+def test_the_datamodule_passes_skip_bad_down(face_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "faces"
+    shutil.copytree(face_root, root)
+    victim = next((root / "train").glob("*/*.png"))
+    victim.write_bytes(victim.read_bytes()[:40])  # truncated
+    with pytest.raises(DataError, match=victim.name):
+        FaceDataModule(root=str(root)).setup("fit")
+    module = FaceDataModule(root=str(root), skip_bad=True)
+    with pytest.warns(UserWarning, match="skipped 1 of 24"):
+        module.setup("fit")
+    assert len(module.train_set) == 23 and module.num_classes == 6
 
 
 # --------------------------------------------------------------------------- metrics
