@@ -6,7 +6,9 @@ the class-weight matrix; the task injects ``num_classes`` and ``embedding_size``
 Evaluation embeds both images of each verification pair and their horizontal flips (the image's and
 the flip's embeddings summed, then L2-normalised, as insightface evaluates), scores pairs by cosine
 similarity and logs 10-fold accuracy (threshold chosen on 9 folds), TAR@FAR=1e-3 / 1e-4 and the
-mean and standard deviation of the embedding norm.
+mean and standard deviation of the embedding norm. Beside them it logs the baseline that makes them
+meaningful: the same metrics of the network before training (``val/untrained/...``, measured once
+when a fit starts from scratch; ``untrained_baseline: false`` skips it).
 
 DDP. With more than one process the head's class-weight matrix is sharded (``shard_head``, Partial
 FC as An et al. 2022): each rank keeps a block of ``num_classes / world_size`` rows, which DDP
@@ -112,6 +114,7 @@ class FaceTask(LossTask):
         dropout: float = 0.0,
         folds: int = 10,
         shard_head: bool = True,
+        untrained_baseline: bool = True,
         loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
     ) -> None:
@@ -124,6 +127,8 @@ class FaceTask(LossTask):
         self.model = FaceEmbedder(backbone, embedding_size, width, dropout, backbone_weights)
         self.folds = folds
         self.shard_head = shard_head
+        self.untrained_baseline = untrained_baseline
+        self._baseline: dict[str, Tensor] = {}
         self._scores: list[Tensor] = []
         self._same: list[Tensor] = []
         self._norms: list[Tensor] = []
@@ -201,6 +206,19 @@ class FaceTask(LossTask):
                         for n, v in states[k]["state"][i].items()
                     }
 
+    def on_fit_start(self) -> None:
+        """Verification metrics of the untrained network on the validation pairs (a fit from scratch only)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.untrained_baseline or self.trainer.global_step > 0 or datamodule is None:
+            return
+        training = self.training
+        self.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the training run draws what it would without it
+            for batch in datamodule.val_dataloader():
+                self._pair_step(self.transfer_batch_to_device(batch, self.device, 0))
+            self._baseline = self._verification()
+        self.train(training)
+
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
 
@@ -246,14 +264,22 @@ class FaceTask(LossTask):
             "embedding_norm_std": norms.std() if norms.numel() > 1 else norms.new_zeros(()),
         }
 
-    def _log_verification(self, stage: str) -> None:
-        if not self._scores:
-            return
+    def _verification(self) -> dict[str, Tensor]:
+        """The metrics of the pairs scored since the last call (all ranks' pairs under DDP)."""
         scores, same, norms = torch.cat(self._scores), torch.cat(self._same), torch.cat(self._norms)
         self._scores, self._same, self._norms = [], [], []
         if self._trainer is not None and self.trainer.world_size > 1:  # every rank scores the whole pair set
             scores, same, norms = (self.all_gather(t).flatten() for t in (scores, same, norms))
-        if self._trainer is not None and self.trainer.sanity_checking:
+        return self.verification_metrics(scores.cpu(), same.cpu(), norms.cpu())
+
+    def _log_verification(self, stage: str) -> None:
+        if not self._scores:
             return
-        values = self.verification_metrics(scores.cpu(), same.cpu(), norms.cpu())
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in values.items()}, prog_bar=False)
+        if self._trainer is not None and self.trainer.sanity_checking:
+            self._scores, self._same, self._norms = [], [], []
+            return
+        values = self._verification()
+        logged = {f"{stage}/{k}": v.float() for k, v in values.items()}
+        if stage == "val":
+            logged.update({f"val/untrained/{k}": v.float() for k, v in self._baseline.items() if "norm" not in k})
+        self.log_dict(logged, prog_bar=False)

@@ -179,6 +179,7 @@ def test_fit_a_few_steps_and_log_verification_metrics(head, face_root, tmp_path)
     metrics = trainer.callback_metrics
     assert 0.0 <= float(metrics["val/verification_acc"]) <= 1.0
     assert {"val/tar@far1e-3", "val/embedding_norm_mean", "train/loss/head", "train/loss/aux"} <= set(metrics)
+    assert 0.0 <= float(metrics["val/untrained/verification_acc"]) <= 1.0  # the baseline beside the metrics
     assert torch.isfinite(metrics["train/loss"])
 
 
