@@ -11,6 +11,10 @@ LFW ``pairs.txt``: lines ``name idx1 idx2`` (same person) and ``name1 idx1 name2
 images at ``root/<lfw_images>/<name>/<name>_<idx:04d>.jpg``; a first line holding only numbers
 (the fold header) is skipped.
 
+Prediction embeds a folder of face images (``predict_dir``, searched recursively, so identity
+sub-folders are fine; default: the held-out ``val`` folder of the root, else the training folder),
+resized to ``image_size`` (default: the first image's size).
+
 Corrupt data is found when the data is indexed (``setup``), never mid-epoch: every identity image
 and every image a pair names is decoded once. An unreadable image, an identity folder without a
 readable image, a pair naming a missing or unreadable file, or a malformed pairs line raises
@@ -208,12 +212,47 @@ class PairDataset(Dataset):
         return self.transform(_load(a)), self.transform(_load(b)), same
 
 
+class FaceImages(Dataset):
+    """Every image under ``folder`` (recursively, sorted), no labels: ``(image, index)``; ``paths`` relative names.
+
+    ``name`` names the output folder under ``predictions/``. Unreadable images raise :class:`DataError`,
+    or are skipped with one warning when ``skip_bad``.
+    """
+
+    def __init__(self, folder: Path, image_size: int | None = None, skip_bad: bool = False) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DataError(f"data.predict_dir: {self.folder} is not a folder")
+        images = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        bad = BadItems(skip_bad, "images")
+        self.paths: list[Path] = []
+        for path in images:
+            if (problem := image_problem(path)) is None:
+                self.paths.append(path)
+            else:
+                bad.report(path, problem)
+        bad.finish(len(images))
+        if not self.paths:
+            raise DataError(f"data.predict_dir: no readable image under {self.folder} (expected {IMAGE_SUFFIXES})")
+        self.name = self.folder.name
+        size = image_size or max(Image.open(self.paths[0]).size)  # one size for the batch (resize, as training)
+        self.transform = build_transform(False, size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, int]:
+        index = SampleKey.of(key).index
+        return self.transform(_load(self.paths[index])), index
+
+
 class FaceDataModule(L.LightningDataModule):
     """Identity folders + verification pairs (``root``), or the embedded synthetic identities when ``root`` is null.
 
     The synthetic set is generated on first use under ``cache_dir`` with the settings in
     ``synthetic`` (num_identities, images_per_identity, num_val_identities, val_images_per_identity,
     num_pairs, size, seed); its verification identities are disjoint from the training ones.
+    ``predict_dir``: the images to embed in ``predict`` (see the module docstring).
     ``skip_bad``: drop unreadable images, empty identity folders and broken pairs with one warning
     instead of raising :class:`~tasks.datacheck.DataError` (see the module docstring).
     """
@@ -232,6 +271,7 @@ class FaceDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         cache_dir: str = "data/generated/face_identities",
         seed: int = 0,
+        predict_dir: str | None = None,
         skip_bad: bool = False,
     ) -> None:
         super().__init__()
@@ -245,6 +285,7 @@ class FaceDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.seed = seed
         self.skip_bad = skip_bad
+        self.predict_dir = Path(predict_dir) if predict_dir is not None else None
 
     def _root(self) -> Path:
         return self.root if self.root is not None else generate_identities(self.cache_dir, **self.synthetic)
@@ -254,6 +295,10 @@ class FaceDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         root = self._root()
+        if stage == "predict":
+            folder = self.predict_dir or (root / "val" if (root / "val").is_dir() else root / self.train_dir)
+            self.predict_set = FaceImages(folder, self.image_size, self.skip_bad)
+            return
         self.train_set = IdentityFolder(root / self.train_dir, build_transform(self.augment, self.image_size),
                                         self.skip_bad)
         evaluation = build_transform(False, self.image_size)
@@ -276,3 +321,6 @@ class FaceDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return seeded_loader(self.test_set, self.batch_size, self.num_workers, self.seed, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return seeded_loader(self.predict_set, self.batch_size, self.num_workers, self.seed, shuffle=False)

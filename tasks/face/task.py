@@ -8,7 +8,9 @@ the flip's embeddings summed, then L2-normalised, as insightface evaluates), sco
 similarity and logs 10-fold accuracy (threshold chosen on 9 folds), TAR@FAR=1e-3 / 1e-4 and the
 mean and standard deviation of the embedding norm. Beside them it logs the baseline that makes them
 meaningful: the same metrics of the network before training (``val/untrained/...``, measured once
-when a fit starts from scratch; ``untrained_baseline: false`` skips it).
+when a fit starts from scratch; ``untrained_baseline: false`` skips it). ``predict`` writes each
+image's evaluation embedding (flip-summed, L2-normalised) to
+``<run>/predictions/<folder>/embeddings.csv`` (``path`` relative to the folder, then ``e0 ... e{D-1}``).
 
 DDP. With more than one process the head's class-weight matrix is sharded (``shard_head``, Partial
 FC as An et al. 2022): each rank keeps a block of ``num_classes / world_size`` rows, which DDP
@@ -20,9 +22,12 @@ any number of processes, and a sharded run's checkpoint loads in one process.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -80,6 +85,29 @@ class FaceEmbedder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.neck(self.backbone(images))
+
+
+class EmbeddingWriter(L.Callback):
+    """Append each predicted batch's embeddings to ``<run>/predictions/<folder>/embeddings.csv`` (one per rank)."""
+
+    def _path(self, trainer: L.Trainer) -> Path:
+        name = trainer.predict_dataloaders.dataset.name
+        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        return Path(trainer.default_root_dir) / "predictions" / name / f"embeddings{suffix}.csv"
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self._path(trainer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerow(["path", *(f"e{i}" for i in range(pl_module.embedding_size))])
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        dataset = trainer.predict_dataloaders.dataset
+        with open(self._path(trainer), "a", newline="") as f:
+            writer = csv.writer(f)
+            for index, embedding in zip(batch[1].tolist(), outputs.tolist(), strict=True):
+                name = dataset.paths[index].relative_to(dataset.folder).as_posix()
+                writer.writerow([name, *(f"{v:.6g}" for v in embedding)])
 
 
 class FaceTask(LossTask):
@@ -247,6 +275,13 @@ class FaceTask(LossTask):
         self._scores.append((a * b).sum(1))
         self._same.append(same)
         self._norms.append(torch.cat((norm_a, norm_b)))
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """The evaluation embeddings (N, D) of a batch of images; :class:`EmbeddingWriter` saves them."""
+        return self.embed(batch[0])[0]
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [EmbeddingWriter()]
 
     def on_validation_epoch_end(self) -> None:
         self._log_verification("val")

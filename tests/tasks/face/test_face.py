@@ -296,3 +296,21 @@ def test_ddp_shards_the_head_and_checkpoints_the_whole_matrix(face_root, tmp_pat
         assert torch.equal(rank["at_start"]["t"], saved["state_dict"]["loss_slots.head.terms.0.t"])
     fresh = _task(loss={"head": {"name": "curricularface", "params": {"scale": 16.0}}})
     fresh.load_state_dict(saved["state_dict"])  # a sharded run's checkpoint loads in one process
+
+
+def test_predict_writes_the_evaluation_embedding_of_every_image(face_root, tmp_path):
+    task = _task().eval()
+    module = FaceDataModule(root=str(face_root), batch_size=4, predict_dir=str(face_root / "val"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    out = trainer.predict(task, datamodule=module)
+    assert sum(len(batch) for batch in out) == 12  # 4 held-out identities x 3 images, identity folders recursed
+    with open(tmp_path / "predictions" / "val" / "embeddings.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", *(f"e{i}" for i in range(8))] and len(rows) == 13
+    first = sorted((face_root / "val").rglob("*.png"))[0]
+    assert rows[1][0] == first.relative_to(face_root / "val").as_posix()
+    image = module.predict_set[0][0]
+    expected = task.embed(image[None])[0][0]
+    torch.testing.assert_close(torch.tensor([float(v) for v in rows[1][1:]]), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(DataError, match="predict_dir"):
+        FaceDataModule(root=str(face_root), predict_dir=str(tmp_path / "none")).setup("predict")
