@@ -207,7 +207,7 @@ class FaceTask(LossTask):
             key = f"{name}.weight"
             checkpoint["state_dict"][key] = head.full_weight()
             indices = self._optimizer_indices(head) if self._trainer is not None else {}
-            for k, i in indices.items():
+            for k, i in indices.items() if "optimizer_states" in checkpoint else ():  # not in weights-only files
                 states = checkpoint["optimizer_states"][k]["state"]
                 if i in states:  # a copy: the optimiser's live state stays this rank's block
                     states[i] = {
