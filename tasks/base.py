@@ -225,8 +225,10 @@ class LossTask(L.LightningModule):
 
     def _term_gradients(self, slot: str, names: list[str], terms: list[Tensor]) -> Tensor:
         if slot not in self._shared_params:
-            layer = self.shared_layer(slot)
-            self._shared_params[slot] = [p for p in layer.parameters() if p.requires_grad]
+            self._shared_params[slot] = [p for p in self.shared_layer(slot).parameters() if p.requires_grad]
+            if not self._shared_params[slot]:
+                raise losses.LossConfigError(f"loss.{slot}: {type(self).__name__}.shared_layer({slot!r}) has no "
+                                             "trainable parameters to take per-term gradients on")
         grads, reached = term_gradients(terms, self._shared_params[slot])
         for name, ok in zip(names, reached):
             if not ok and (slot, name) not in self._unreached:
