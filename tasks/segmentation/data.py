@@ -47,9 +47,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def read_image(path: Path) -> tv_tensors.Image:
-    """Read an image as (3, H, W) uint8 RGB."""
+    """Read an image as (3, H, W) uint8 RGB; 16-bit images map their full range 0..65535 to 0..255."""
     with Image.open(path) as image:
+        if image.mode.startswith("I;16"):  # Pillow's RGB conversion would clip every value above 255
+            image = Image.fromarray((np.asarray(image, dtype=np.float32) / 257.0 + 0.5).astype(np.uint8))
         return tv_tensors.Image(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
+
+
+def image_mode_problem(path: Path) -> str | None:
+    """None for the pixel formats :func:`read_image` converts faithfully (8-bit, 16-bit), else what is wrong."""
+    with Image.open(path) as image:
+        if image.mode in ("I", "F"):
+            return f"32-bit image (mode {image.mode}): save it as 8- or 16-bit, scaled to that range"
+    return None
 
 
 def read_mask(path: Path, palette: Sequence[Sequence[int]] | None = None, ignore_index: int = 255) -> np.ndarray:
@@ -78,6 +88,8 @@ def pair_problem(
     for path in (image, mask):
         if (problem := image_problem(path)) is not None:
             return path, problem
+    if (problem := image_mode_problem(image)) is not None:
+        return image, problem
     with Image.open(image) as opened:
         width, height = opened.size
     labels = read_mask(mask, palette, ignore_index)
@@ -164,7 +176,7 @@ class ImageFolderDataset(Dataset):
         self.paths: list[Path] = []
         stems: dict[str, Path] = {}
         for path in images:
-            if (problem := image_problem(path)) is not None:
+            if (problem := image_problem(path) or image_mode_problem(path)) is not None:
                 bad.report(path, problem)
             elif path.stem in stems:
                 bad.report(path, f"same stem as {stems[path.stem].name}: both would write {path.stem}.png")

@@ -17,6 +17,7 @@ from tasks.segmentation.data import (
     SegmentationDataModule,
     build_transforms,
     collate_images,
+    read_image,
     read_mask,
 )
 from tasks.segmentation.shapes import CLASSES, generate_shapes
@@ -136,6 +137,14 @@ def test_a_bad_pair_is_named_or_skipped_with_one_warning(corruption, tmp_path):
         dataset = MaskFolderDataset(root, num_classes=3, skip_bad=True)
     assert len(caught) == 1
     assert [image.stem for image, _ in dataset.samples] == ["a", "c"]
+
+
+def test_16_bit_images_keep_their_range_and_32_bit_images_are_named(tmp_path):
+    Image.fromarray(np.array([[0, 257 * 100], [65535, 257]], np.uint16)).save(tmp_path / "a16.png")
+    assert read_image(tmp_path / "a16.png")[0].tolist() == [[0, 100], [255, 1]]  # Pillow alone clips to 255
+    Image.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "b32.tif")
+    with pytest.raises(DataError, match=r"b32\.tif: 32-bit image \(mode F\)"):
+        ImageFolderDataset(tmp_path)
 
 
 def test_datamodule_checks_mask_values_against_the_classes_when_set_up(tmp_path):
