@@ -44,5 +44,5 @@ def test_train_on_a_folder_then_predict_on_unlabelled_images(shapes_cache, tmp_p
         assert set(np.unique(np.asarray(labels)).tolist()) <= {0, 1, 2, 3}
         assert Image.open(out / "overlays" / f"{stem}.png").size == size
     report = " ".join(capsys.readouterr().out.split())
-    assert f"predicted 3 samples; wrote 6 files under {run_dir / 'predictions'}:" in report
+    assert f"predict wrote 6 files under {run_dir / 'predictions'}:" in report
     assert "new_images/masks/ 3 .png" in report and "new_images/overlays/ 3 .png" in report
