@@ -1,9 +1,9 @@
 """Face embedding: backbone -> BN -> embedding, trained by an angular-margin ``head`` slot (+ optional ``aux``).
 
-The ``head`` slot takes angular losses (arcface, cosface, curricularface, adaface ...), which own
+The ``head`` slot takes angular losses (arcface, cosface, curricularface, adaface, sface ...), which own
 the class-weight matrix; the task injects ``num_classes`` and ``embedding_size``. The optional
-``aux`` slot takes metric losses (``center``, ``triplet``, ``contrastive``) on the same embeddings.
-Evaluation embeds both images of each verification pair and their horizontal flips (the image's and
+``aux`` slot takes metric losses (``center``, ``center_invariant``, ``range``, ``triplet`` ...) on the same
+embeddings. Evaluation embeds both images of each verification pair and their horizontal flips (the image's and
 the flip's embeddings summed, then L2-normalised, as insightface evaluates), scores pairs by cosine
 similarity and logs 10-fold accuracy (threshold chosen on 9 folds), TAR@FAR=1e-3 / 1e-4 and the
 mean and standard deviation of the embedding norm. Beside them it logs the baseline that makes them
@@ -126,7 +126,7 @@ class FaceTask(LossTask):
             default=None,
             inject=("num_classes", "embedding_size"),
             inputs=("embeddings", "labels"),
-            doc="metric losses on the same embeddings and labels (center, triplet, contrastive)",
+            doc="metric losses on the same embeddings and labels (center, center_invariant, range, triplet, ...)",
         ),
     }
     MONITOR = "val/verification_acc"
