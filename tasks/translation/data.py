@@ -1,9 +1,12 @@
-"""Paired A/B image folders -> tensors in [-1, 1]; the embedded dehazing set; the Lightning datamodule.
+"""Image folders -> tensors in [-1, 1]; the embedded dehazing set; the Lightning datamodule.
 
 Folder format (what users bring and what the embedded set is written as)::
 
     root/train/A/xxx.png   root/train/B/xxx.png      (A: input, e.g. hazy; B: target, same file name)
     root/val/A/...         root/val/B/...
+
+read as pairs (pix2pix), as two unpaired domains (CycleGAN), or, for inpainting, as the complete
+images ``B/`` with random or given hole masks. Every file is checked when the data is indexed.
 
 The embedded set (``root: null``) is generated once under ``cache_dir`` from photographs shipped in
 scikit-image and scikit-learn, hazed with the atmospheric scattering model
@@ -27,12 +30,14 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.datacheck import BadItems, DataError, image_problem, image_size
 from tasks.sampling import SampleKey, seeded_loader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TRAIN_PHOTOS = ("stereo_motorcycle", "astronaut", "coffee", "immunohistochemistry", "hubble_deep_field", "china")
 VAL_PHOTOS = ("chelsea", "rocket", "flower")
 DEHAZE_KEYS = ("num_train", "num_val", "size", "seed", "beta", "airlight")
+MODES = ("paired", "unpaired", "inpaint")
 
 
 # --------------------------------------------------------------------------- the embedded dehazing set
@@ -120,94 +125,328 @@ def generate_dehaze(
     return root
 
 
-# --------------------------------------------------------------------------- paired folders
+# --------------------------------------------------------------------------- folders
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_image(path: Path) -> Tensor:
     """An RGB image as float32 (3, H, W) in [-1, 1] (the tanh range of the generators)."""
-    array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-class PairedFolderDataset(Dataset):
-    """Pairs ``A/<name>`` with ``B/<name>`` (the same file name) under one split folder."""
+def read_mask(path: Path) -> Tensor:
+    """A hole mask as float32 (1, H, W): 1 where the pixel is missing (non-zero in the file), 0 where valid."""
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("L")) > 0
+    return torch.from_numpy(array).to(torch.float32)[None]
 
-    def __init__(self, split_dir: Path, a: str = "A", b: str = "B", flip: bool = False) -> None:
+
+def random_mask(height: int, width: int, seed: int) -> Tensor:
+    """1 to 3 random rectangular holes, each side 1/4 to 1/2 of the image's, as (1, H, W) in {0, 1}."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(1, height, width)
+    for _ in range(int(torch.randint(1, 4, (), generator=g))):
+        h = int(torch.randint(height // 4, height // 2 + 1, (), generator=g))
+        w = int(torch.randint(width // 4, width // 2 + 1, (), generator=g))
+        y = int(torch.randint(0, height - h + 1, (), generator=g))
+        x = int(torch.randint(0, width - w + 1, (), generator=g))
+        mask[:, y : y + h, x : x + w] = 1.0
+    return mask
+
+
+def _by_stem(images: list[Path], bad: BadItems) -> dict[str, Path]:
+    """stem -> readable image; unreadable files and a second file with a taken stem are reported."""
+    out: dict[str, Path] = {}
+    for path in images:
+        if (problem := image_problem(path)) is not None:
+            bad.report(path, problem)
+        elif path.stem in out:
+            bad.report(path, f"same name as {out[path.stem].name} (one file per name)")
+        else:
+            out[path.stem] = path
+    return out
+
+
+def _no_images(folder: Path) -> DataError:
+    return DataError(f"data: no readable images in {folder} (expected {', '.join(IMAGE_SUFFIXES)})")
+
+
+class _Augment:
+    """The training augmentation, a function of the sample seed: one random crop and one flip for all tensors."""
+
+    def __init__(self, crop: int | None, flip: bool) -> None:
+        self.crop, self.flip = crop, flip
+
+    def __call__(self, seed: int, *tensors: Tensor) -> list[Tensor]:
+        out = list(tensors)
+        if self.crop is not None:
+            h, w = out[0].shape[-2:]
+            if h < self.crop or w < self.crop:
+                raise DataError(f"data.crop: {self.crop} px is larger than a {h}x{w} training image")
+            g = torch.Generator().manual_seed(seed)
+            y = int(torch.randint(0, h - self.crop + 1, (), generator=g))
+            x = int(torch.randint(0, w - self.crop + 1, (), generator=g))
+            out = [t[..., y : y + self.crop, x : x + self.crop] for t in out]
+        if self.flip and seed % 2:
+            out = [t.flip(-1) for t in out]
+        return out
+
+
+class PairedFolderDataset(Dataset):
+    """Pairs ``A/<name>.*`` with ``B/<name>.*`` (the same file stem) under one split folder.
+
+    At construction every file is decoded once: an image without its partner, an unreadable or
+    empty file, and a pair of different sizes raise :class:`DataError` naming the file, or are
+    skipped with one warning (``skip_bad``).
+    """
+
+    def __init__(self, split_dir: Path, a: str = "A", b: str = "B", augment: _Augment | None = None,
+                 skip_bad: bool = False) -> None:
         self.split_dir = Path(split_dir)
-        inputs = sorted(p for p in (self.split_dir / a).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        inputs, targets = list_images(self.split_dir / a), list_images(self.split_dir / b)
         if not inputs:
-            raise FileNotFoundError(f"data: no images in {self.split_dir / a} (expected {IMAGE_SUFFIXES})")
-        missing = [p.name for p in inputs if not (self.split_dir / b / p.name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"data: {len(missing)} image(s) in {self.split_dir / a} without the same file name in "
-                f"{self.split_dir / b}, e.g. {missing[:3]}"
-            )
-        self.samples = [(p, self.split_dir / b / p.name) for p in inputs]
-        self.flip = flip
+            raise _no_images(self.split_dir / a)
+        bad = BadItems(skip_bad, what="A/B pairs")
+        found_a, found_b = _by_stem(inputs, bad), _by_stem(targets, bad)
+        self.samples: list[tuple[Path, Path]] = []
+        for stem, path in found_a.items():
+            partner = found_b.get(stem)
+            if partner is None:
+                bad.report(path, f"no partner named {stem}.* in {self.split_dir / b}")
+            elif (size := image_size(path)) != (other := image_size(partner)):
+                bad.report(path, f"{size[0]}x{size[1]} but its partner {partner} is {other[0]}x{other[1]}")
+            else:
+                self.samples.append((path, partner))
+        a_stems = {p.stem for p in inputs}  # an unreadable A file was reported already, not its partner
+        for stem, path in found_b.items():
+            if stem not in a_stems:
+                bad.report(path, f"no partner named {stem}.* in {self.split_dir / a}")
+        bad.finish(len(a_stems | {p.stem for p in targets}))
+        if not self.samples:
+            raise _no_images(self.split_dir / a)
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, seed = SampleKey.of(key)
         a, b = (read_image(p) for p in self.samples[index])
-        if a.shape != b.shape:
-            raise ValueError(f"data: {self.samples[index][0]} and its pair differ in size: {a.shape} vs {b.shape}")
-        if self.flip and seed % 2:  # the same flip for input and target, a function of the sample seed
-            a, b = a.flip(-1), b.flip(-1)
-        return a, b
+        if self.augment is not None:
+            a, b = self.augment(seed, a, b)
+        return {"A": a, "B": b, "index": index}
+
+
+class UnpairedFolderDataset(Dataset):
+    """``A/`` and ``B/`` read independently (CycleGAN): item ``i`` is ``A[i mod |A|]`` with a ``B`` image
+    drawn from the sample seed in training (the original code's random B), ``B[i mod |B|]`` otherwise.
+
+    ``paired`` is true when both folders hold the same file stems; then evaluation pairs equal stems
+    and the task can report PSNR/SSIM against the B image.
+    """
+
+    def __init__(self, split_dir: Path, a: str = "A", b: str = "B", augment: _Augment | None = None,
+                 train: bool = False, skip_bad: bool = False) -> None:
+        self.split_dir = Path(split_dir)
+        bad = BadItems(skip_bad, what="images")
+        inputs, targets = list_images(self.split_dir / a), list_images(self.split_dir / b)
+        found_a, found_b = _by_stem(inputs, bad), _by_stem(targets, bad)
+        bad.finish(len(inputs) + len(targets))
+        for folder, found in ((a, found_a), (b, found_b)):
+            if not found:
+                raise _no_images(self.split_dir / folder)
+        self.a, self.b = list(found_a.values()), list(found_b.values())
+        self.paired = set(found_a) == set(found_b)
+        self.b_index = {path.stem: j for j, path in enumerate(self.b)}
+        self.augment, self.train = augment, train
+
+    def __len__(self) -> int:
+        return max(len(self.a), len(self.b))
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, seed = SampleKey.of(key)
+        b_seed = (seed * 1_000_003 + 1) % 2**31  # B's own draw: its image (b_seed // 2) and its flip (b_seed % 2)
+        j = (b_seed // 2) % len(self.b) if self.train else index % len(self.b)
+        if not self.train and self.paired:
+            j = self.b_index[self.a[index % len(self.a)].stem]
+        a, b = read_image(self.a[index % len(self.a)]), read_image(self.b[j])
+        if self.augment is not None:
+            (a,) = self.augment(seed, a)
+            (b,) = self.augment(b_seed, b)
+        return {"A": a, "B": b, "index": index, "paired": not self.train and self.paired}
+
+
+class InpaintDataset(Dataset):
+    """Complete images ``B/`` with holes: random rectangles (``masks="random"``, a function of the
+    sample seed in training and of the index otherwise) or ``<masks>/<name>.*`` (non-zero = hole).
+
+    Items: ``B`` the image, ``mask`` (1, H, W) with 1 in the holes, ``A`` the image with holes set to 0.
+    """
+
+    def __init__(self, split_dir: Path, b: str = "B", masks: str = "random", augment: _Augment | None = None,
+                 train: bool = False, skip_bad: bool = False) -> None:
+        self.split_dir = Path(split_dir)
+        images = list_images(self.split_dir / b)
+        bad = BadItems(skip_bad, what="images")
+        found = _by_stem(images, bad)
+        self.masks: list[Path] | None = None
+        if masks != "random":
+            mask_files = _by_stem(list_images(self.split_dir / masks), bad)
+            keep, self.masks = {}, []
+            for stem, path in found.items():
+                mask = mask_files.get(stem)
+                if mask is None:
+                    bad.report(path, f"no mask named {stem}.* in {self.split_dir / masks}")
+                elif (size := image_size(path)) != (other := image_size(mask)):
+                    bad.report(mask, f"{other[0]}x{other[1]} but its image {path} is {size[0]}x{size[1]}")
+                else:
+                    keep[stem] = path
+                    self.masks.append(mask)
+            found = keep
+        bad.finish(len(images))
+        if not found:
+            raise _no_images(self.split_dir / b)
+        self.images = list(found.values())
+        self.augment, self.train = augment, train
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, seed = SampleKey.of(key)
+        image = read_image(self.images[index])
+        if self.masks is not None:
+            mask = read_mask(self.masks[index])
+        else:
+            mask = random_mask(*image.shape[-2:], seed if self.train else index)
+        if self.augment is not None:
+            image, mask = self.augment(seed, image, mask)
+        return {"A": image * (1 - mask), "B": image, "mask": mask, "index": index}
+
+
+class ImageFolderDataset(Dataset):
+    """Unlabelled images of one folder (prediction), any size; ``name`` names the output folder.
+
+    Unreadable images are a :class:`DataError` or skipped (``skip_bad``). In inpainting mode the
+    holes come from ``<folder>/masks/<name>.*`` where present, else from :func:`random_mask`.
+    """
+
+    def __init__(self, folder: Path, inpaint: bool = False, skip_bad: bool = False) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DataError(f"data.predict_dir: {self.folder} is not a folder")
+        images = list_images(self.folder)
+        bad = BadItems(skip_bad, what="images")
+        self.paths = list(_by_stem(images, bad).values())
+        bad.finish(len(images))
+        if not self.paths:
+            raise DataError(f"data.predict_dir: no readable images in {self.folder} "
+                            f"(expected {', '.join(IMAGE_SUFFIXES)})")
+        self.name = self.folder.name
+        self.inpaint = inpaint
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index = SampleKey.of(key).index
+        image = read_image(self.paths[index])
+        if not self.inpaint:
+            return {"A": image, "index": index}
+        given = [p for p in list_images(self.folder / "masks") if p.stem == self.paths[index].stem]
+        mask = read_mask(given[0]) if given else random_mask(*image.shape[-2:], index)
+        if mask.shape[-2:] != image.shape[-2:]:
+            raise DataError(f"{given[0]}: mask size {tuple(mask.shape[-2:])} differs from its image's "
+                            f"{tuple(image.shape[-2:])}")
+        return {"A": image * (1 - mask), "B": image, "mask": mask, "index": index}
 
 
 class TranslationDataModule(L.LightningDataModule):
-    """Paired A/B folders (``root``), or the embedded dehazing set when ``root`` is null."""
+    """Image translation data: paired A/B folders, unpaired A and B folders, or images with holes.
+
+    ``mode``: "paired" (pix2pix; ``root/<split>/{A,B}`` with equal file names), "unpaired" (CycleGAN;
+    ``root/<split>/A`` and ``root/<split>/B`` independent) or "inpaint" (complete images in
+    ``root/<split>/B``; ``masks``: "random" or a folder beside ``B`` with one mask per image, non-zero =
+    hole). ``root: null`` uses the embedded dehazing set (``dehaze`` settings) for every mode.
+    ``crop``: random training crops of this side (validation sees whole images). ``predict_dir``: a
+    folder of unlabelled images to translate (default: the validation inputs). ``skip_bad``: drop
+    corrupt or unmatched files with one warning instead of raising :class:`DataError`.
+    """
 
     def __init__(
         self,
         root: str | None = None,
+        mode: str = "paired",
         train_split: str = "train",
         val_split: str = "val",
         a: str = "A",
         b: str = "B",
+        masks: str = "random",
         batch_size: int = 16,
         num_workers: int = 0,
         flip: bool = True,
+        crop: int | None = None,
         dehaze: dict[str, Any] | None = None,
         cache_dir: str = "data/generated/dehaze",
+        predict_dir: str | None = None,
+        skip_bad: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"data.mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        if crop is not None and crop < 1:
+            raise ValueError(f"data.crop: expected a positive side in pixels or null, got {crop!r}")
         self.root = Path(root) if root is not None else None
+        self.mode = mode
         self.splits = {"train": train_split, "val": val_split, "test": val_split}
-        self.a, self.b = a, b
-        self.batch_size, self.num_workers, self.flip = batch_size, num_workers, flip
+        self.a, self.b, self.masks = a, b, masks
+        self.batch_size, self.num_workers, self.flip, self.crop = batch_size, num_workers, flip, crop
         self.dehaze = dict(dehaze or {})
         unknown = set(self.dehaze) - set(DEHAZE_KEYS)
         if unknown:
             raise ValueError(f"data.dehaze: unknown key(s) {sorted(unknown)}; accepted: {', '.join(DEHAZE_KEYS)}")
         self.cache_dir = Path(cache_dir)
+        self.predict_dir = Path(predict_dir) if predict_dir is not None else None
+        self.skip_bad = skip_bad
         self.seed = seed
 
     def prepare_data(self) -> None:
         if self.root is None:
             generate_dehaze(self.cache_dir, **self.dehaze)
 
-    def _dataset(self, stage: str) -> PairedFolderDataset:
+    def _dataset(self, stage: str) -> Dataset:
         root = self.root if self.root is not None else generate_dehaze(self.cache_dir, **self.dehaze)
         split_dir = root / self.splits[stage]
         if not split_dir.is_dir():
-            raise FileNotFoundError(
-                f"data.root: {split_dir} does not exist (expected {root}/<split>/{self.a}|{self.b})"
-            )
-        return PairedFolderDataset(split_dir, self.a, self.b, flip=self.flip and stage == "train")
+            raise DataError(f"data.root: {split_dir} does not exist (expected {root}/<split>/{self.a}|{self.b})")
+        train = stage == "train"
+        augment = _Augment(self.crop, self.flip) if train else None
+        if self.mode == "paired":
+            return PairedFolderDataset(split_dir, self.a, self.b, augment, self.skip_bad)
+        if self.mode == "unpaired":
+            return UnpairedFolderDataset(split_dir, self.a, self.b, augment, train, self.skip_bad)
+        return InpaintDataset(split_dir, self.b, self.masks, augment, train, self.skip_bad)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
             self.train_set = self._dataset("train")
         if stage in ("fit", "validate", None):
             self.val_set = self._dataset("val")
-        if stage in ("test", "predict"):
+        if stage == "test":
             self.test_set = self._dataset("test")
+        if stage == "predict":
+            folder = self.predict_dir
+            if folder is None:
+                root = self.root if self.root is not None else generate_dehaze(self.cache_dir, **self.dehaze)
+                folder = root / self.splits["test"] / (self.b if self.mode == "inpaint" else self.a)
+            self.predict_set = ImageFolderDataset(folder, inpaint=self.mode == "inpaint", skip_bad=self.skip_bad)
 
     def train_dataloader(self) -> DataLoader:
         return seeded_loader(self.train_set, self.batch_size, self.num_workers, self.seed, True)
@@ -219,4 +458,4 @@ class TranslationDataModule(L.LightningDataModule):
         return seeded_loader(self.test_set, self.batch_size, self.num_workers, self.seed, False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return seeded_loader(self.predict_set, 1, self.num_workers, self.seed, False)  # one size per image
