@@ -19,6 +19,7 @@ import losses
 from tasks.guard import POLICIES
 from tasks.optim import parse_optim
 from trainer.callbacks import LossCurvePlot, ResumeDataPosition, RunProgressBar, StepSeed
+from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt
 from trainer.config import (
     RUN_DEFAULTS,
     TOP_LEVEL_KEYS,
@@ -132,7 +133,10 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor, mode=mode)
     every = run["checkpoint_every_n_steps"]
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_train_steps=every)
-    callbacks: list[L.Callback] = [best, last, StepSeed(config["seed"]), ResumeDataPosition(), LearningRateMonitor()]
+    callbacks: list[L.Callback] = [
+        best, last, StepSeed(config["seed"]), ResumeDataPosition(), LearningRateMonitor(),
+        CheckpointOnInterrupt(last),
+    ]  # fmt: skip
     if config["trainer"].get("enable_progress_bar", True):
         callbacks.append(RunProgressBar(run_dir.name))
     if run["plot"]:
@@ -145,10 +149,15 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
         TensorBoardLogger(run_dir, name="tensorboard", version=stage, default_hp_metric=False),
     ]
     trainer_kwargs = {"log_every_n_steps": 10, **config["trainer"]}
+    trainer_kwargs["plugins"] = [*_as_list(trainer_kwargs.get("plugins")), AtomicCheckpointIO()]
     trainer = _construct(
         "trainer", L.Trainer, default_root_dir=run_dir, logger=loggers, callbacks=callbacks, **trainer_kwargs
     )
     return RunObjects(config, task, datamodule, trainer, run_dir)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _construct(section: str, factory: Any, **kwargs: Any) -> Any:

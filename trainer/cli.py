@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -25,6 +28,7 @@ import losses
 from tasks.datacheck import DataError
 from tasks.guard import NonFiniteLossError
 from trainer.build import TASK_PACKAGES, build, run_base, run_directory, task_package, validate
+from trainer.checkpointing import CheckpointOnInterrupt
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
 console = Console(soft_wrap=True)  # long paths stay on one line (copyable) when output is not a terminal
@@ -58,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("LOSSLAB_DEBUG"):
             raise
         return 1
-    except KeyboardInterrupt:
-        err_console.print("interrupted: resume with `python train.py fit --resume <run dir>`")
+    except KeyboardInterrupt:  # before a stage started (a stage reports its own interruption)
+        err_console.print("interrupted")
         return 130
 
 
@@ -121,7 +125,10 @@ def _run_stage(args: argparse.Namespace) -> int:
     before = _files(run_dir / "predictions") if args.stage == "predict" else {}
     # predict: the tasks write their outputs as they go; holding every output in memory is not needed
     kwargs = {"return_predictions": False} if args.stage == "predict" else {}
-    stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None, **kwargs)
+    try:
+        stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None, **kwargs)
+    except (SIGTERMException, KeyboardInterrupt):
+        return _interrupted(objects.trainer, run_dir)
     if args.stage == "fit":
         _print_metrics(objects.trainer.callback_metrics, run_dir)
     elif args.stage == "predict":
@@ -150,6 +157,21 @@ def _print_written(folder: Path, before: dict[Path, tuple[int, int]]) -> None:
         console.print(escape(f"  {sub + '/':<{width}} {count:>5} {suffix}"), highlight=False)
 
 
+def _interrupted(trainer: L.Trainer, run_dir: Path) -> int:
+    """SIGTERM / Ctrl-C stopped a stage: say what was saved and how to go on; exit 128 + the signal number."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, CheckpointOnInterrupt)), None)
+    name = (stopper.signal if stopper else None) or "SIGINT"
+    if stopper is not None and stopper.saved is not None:
+        err_console.print(f"{name}: stopped at step {trainer.global_step}; saved {escape(str(stopper.saved))}")
+        err_console.print(f"resume with `python train.py fit --resume {escape(str(run_dir))}`")
+    elif trainer.global_step > 0:
+        err_console.print(f"{name}: stopped at step {trainer.global_step} without a new checkpoint; "
+                          f"`python train.py fit --resume {escape(str(run_dir))}` continues from the last one")
+    else:
+        err_console.print(f"{name}: stopped before the first training step; nothing to resume")
+    return 128 + int(getattr(signal, name))
+
+
 def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:
     """A checkpoint file or a run folder -> (run folder, checkpoint)."""
     if path.is_file():
@@ -160,9 +182,11 @@ def _locate_checkpoint(path: Path, prefer_last: bool) -> tuple[Path, Path]:
     checkpoints = path / "checkpoints"
     if not checkpoints.is_dir():
         raise ConfigError(f"{path}: not a checkpoint file or a run folder with checkpoints/")
-    last = checkpoints / "last.ckpt"
+    # last.ckpt, or the SLURM pre-emption checkpoint Lightning writes into the run folder when that is newer
+    latest = [p for p in (checkpoints / "last.ckpt", *path.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+    latest.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     best = sorted(checkpoints.glob("best-*.ckpt"))
-    candidates = [last, *best[::-1]] if prefer_last else [*best[::-1], last]
+    candidates = [*latest, *best[::-1]] if prefer_last else [*best[::-1], *latest]
     for candidate in candidates:
         if candidate.is_file():
             return path, _readable_checkpoint(candidate)

@@ -1,0 +1,103 @@
+"""SIGTERM / Ctrl-C stop a run with a checkpoint that resumes exactly; checkpoints are written atomically."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt
+from trainer.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+# `train.py fit` with one addition: the process sends itself SIGTERM after training step 6
+# (epoch 1, batch 2 of 4), as a scheduler pre-empting the job would
+SIGTERM_AT_STEP_6 = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning as L
+    from trainer import cli
+    from trainer.build import build
+
+    class Terminate(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def build_and_terminate(*args, **kwargs):
+        objects = build(*args, **kwargs)
+        objects.trainer.callbacks.append(Terminate())
+        return objects
+
+    cli.build = build_and_terminate
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow  # a subprocess importing torch and Lightning, plus two tiny fits in-process
+def test_sigterm_saves_last_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one(
+    tmp_path, tiny_segmentation_config
+):
+    script = tmp_path / "fit_and_terminate.py"
+    script.write_text(SIGTERM_AT_STEP_6)
+    done = subprocess.run(
+        [sys.executable, str(script), "fit", "-c", str(tiny_segmentation_config), "run.name=interrupted"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 128 + 15, output  # 128 + SIGTERM: a scheduler sees an interrupted job
+    run_dir = tmp_path / "runs" / "interrupted" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert "SIGTERM: stopped at step 6; saved" in output and f"fit --resume {run_dir}" in output, output
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert (state["global_step"], state["epoch"]) == (6, 1)  # mid-epoch, at the step boundary
+    assert not list(run_dir.glob("checkpoints/*.tmp-*"))
+    assert [p.name for p in run_dir.glob("checkpoints/last*.ckpt")] == ["last.ckpt"]
+
+    assert main(["fit", "--resume", str(run_dir)]) == 0
+    assert main(["fit", "-c", str(tiny_segmentation_config), "run.name=reference"]) == 0
+    reference = _weights(tmp_path / "runs" / "reference" / "version_0" / "checkpoints" / "last.ckpt")
+    assert [p.name for p in run_dir.glob("checkpoints/last*.ckpt")] == ["last.ckpt"]  # overwritten, no last-v1
+    resumed = _weights(last)
+    assert reference.keys() == resumed.keys()
+    for name, value in resumed.items():  # model, loss state (uncertainty log-variances) and buffers
+        torch.testing.assert_close(value, reference[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_first_ctrl_c_stops_at_the_step_boundary_and_a_second_aborts():
+    stopper = CheckpointOnInterrupt(ModelCheckpoint(dirpath="unused", save_top_k=0, save_last=True))
+    trainer = SimpleNamespace(_signal_connector=SimpleNamespace(received_sigterm=False))
+    stopper._trainer = trainer
+    stopper._on_sigint(2, None)
+    assert trainer._signal_connector.received_sigterm and stopper.signal == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+        stopper._on_sigint(2, None)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, target)
+
+    def crash_mid_write(obj, handle):
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"step": torch.tensor(2)}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=False)["step"].item() == 1
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no partial file left behind
