@@ -119,6 +119,11 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     """Instantiate task, datamodule and trainer for a validated ``config`` and a ``stage``."""
     # Tasks' SeededSampler + ResumeDataPosition resume mid-epoch exactly; Lightning cannot see that.
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    # a resumed run keeps its logs (_keep_previous_metrics) and checkpoints: Lightning's notices say otherwise
+    warnings.filterwarnings("ignore", message=r".*Previous log files in this directory will be deleted")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # small data: step metrics are still logged every n steps (the count runs across epochs), epoch metrics each epoch
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     package = task_package(config["task"])
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = _construct("data", package.DATAMODULE, **config["data"])
