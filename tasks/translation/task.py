@@ -51,10 +51,13 @@ from torch import Tensor, nn
 import losses
 from losses.image import ssim
 from tasks.base import LossTask
+from tasks.datacheck import DataError
 from tasks.translation.model import ImagePool, PatchDiscriminator, ResnetGenerator, UnetGenerator, init_weights
 
 PAPER_OPTIM = {"name": "adam", "lr": 2.0e-4, "betas": [0.5, 0.999], "weight_decay": 0.0}
 MODES = ("pix2pix", "cyclegan", "inpaint")
+#: the datamodule modes each task mode trains on (CycleGAN also takes pairs, ignoring that they match).
+DATA_MODES = {"pix2pix": ("paired",), "cyclegan": ("unpaired", "paired"), "inpaint": ("inpaint",)}
 MASKED_INPUTS = ("fake_hole", "target_hole", "fake_valid", "target_valid")
 GENERATOR_INPUTS = ("fake_logits", "fake_features", "real_features", "input", *MASKED_INPUTS)
 #: adversarial kinds whose discriminator loss is >= 0 with 0 = D separates perfectly (the collapse check).
@@ -244,6 +247,14 @@ class TranslationTask(LossTask):
                     f"loss.generator: term {name!r} compares (fake, target), but CycleGAN (model.mode=cyclegan) has "
                     "no paired target; put reconstruction terms in loss.cycle or loss.identity"
                 )
+
+    def setup(self, stage: str) -> None:
+        """Check that the datamodule reads the data this mode trains on (a mismatch fails before any step)."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        data_mode = getattr(datamodule, "mode", None)
+        if data_mode is not None and data_mode not in DATA_MODES[self.mode]:
+            raise DataError(f"data.mode={data_mode!r} does not fit model.mode={self.mode!r}: use data.mode="
+                            f"{' or '.join(DATA_MODES[self.mode])}")
 
     def optimizer_modules(self, name: str) -> list[str]:
         """The attribute names of the networks optimiser ``name`` trains."""

@@ -111,6 +111,13 @@ def test_unpaired_and_inpaint_loaders_check_their_files(tmp_path: Path):
     _png(split / "masks" / "b1.png", (20, 20))
     with pytest.raises(DataError, match=r"masks/b1.png: 20x20 but its image .*b1.png is 40x40"):
         InpaintDataset(split, masks="masks")
+    crops = TranslationDataModule(root=str(tmp_path), mode="unpaired", crop=16, val_split="train", skip_bad=True)
+    crops.setup("fit")
+    item = crops.train_set[0]
+    assert item["A"].shape == item["B"].shape == (3, 16, 16)  # 32 and 40 px images: equal crops for CycleGAN
+    with pytest.raises(DataError, match="data.mode='unpaired' does not fit model.mode='inpaint'"):
+        _trainer(tmp_path).fit(TranslationTask(mode="inpaint", **TINY), crops)
+
     item = InpaintDataset(split)[0]  # random holes: a function of the index outside training
     assert item["mask"].shape == (1, 32, 32) and 0 < float(item["mask"].mean()) < 1
     torch.testing.assert_close(item["A"], item["B"] * (1 - item["mask"]))
