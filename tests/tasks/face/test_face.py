@@ -224,8 +224,8 @@ def _fit(task: FaceTask, root: Path, tmp_path: Path, steps: int, ckpt: str | Non
 def test_resume_restores_head_weights_statistics_and_moments_exactly(face_root, tmp_path):
     spec = [{"name": "curricularface", "params": {"scale": 16.0}}, {"name": "adaface", "params": {"scale": 16.0}}]
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    _fit(_task(loss={"head": spec}, optim={"name": "adamw", "lr": 1e-3}), face_root, tmp_path, 2,
-         callbacks=[checkpoint])
+    _fit(_task(loss={"head": spec}, optim={"name": "adamw", "lr": 1e-3}, untrained_baseline=False), face_root,
+         tmp_path, 2, callbacks=[checkpoint])
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     state = saved["state_dict"]
     assert float(state["loss_slots.head.terms.0.t"]) != 0 and float(state["loss_slots.head.terms.1.batch_std"]) != 100
@@ -255,7 +255,7 @@ def fit(steps, ckpt=None, callbacks=()):
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=2, strategy="ddp", logger=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
                         num_sanity_val_steps=0, limit_val_batches=1, callbacks=list(callbacks))
-    task = _task(loss=spec, optim={"name": "adamw", "lr": 1e-3}, num_classes=6)
+    task = _task(loss=spec, optim={"name": "adamw", "lr": 1e-3}, num_classes=6, untrained_baseline=False)
     trainer.fit(task, datamodule=FaceDataModule(root=str(root), batch_size=5), ckpt_path=ckpt)
     return trainer, task
 
