@@ -182,6 +182,11 @@ class FaceTask(LossTask):
     def shard_heads(self) -> None:
         """Keep this rank's block of every head's class weights, out of DDP's averaging (called before DDP wraps)."""
         for _, head in self.heads():
+            if not head.shardable:
+                raise losses.LossConfigError(
+                    f"loss.head: {head.name} cannot be sharded across DDP ranks (its logits need every class's "
+                    "weight norm); set model.shard_head: false to replicate the class weights"
+                )
             if head.shard_range is None:
                 head.shard()
         ignore = [f"{name}.weight" for name, head in self.heads()]

@@ -158,6 +158,11 @@ def test_slots_inject_sizes_and_loss_parameters_get_their_own_groups():
         _task(loss={"head": "triplet"})
 
 
+def test_heads_that_cannot_be_sharded_name_the_switch():
+    with pytest.raises(losses.LossConfigError, match="model.shard_head: false"):
+        _task(loss={"head": "l_softmax"}).shard_heads()
+
+
 def test_flip_summed_embeddings_are_flip_invariant_and_unit_norm():
     task = _task().eval()
     images = torch.randn(3, 3, 16, 16)
