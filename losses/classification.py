@@ -545,6 +545,8 @@ def _buffer(module: OptionModule, key: str, values: list[float] | None) -> None:
 def _store_alpha(module: OptionModule, alpha: float | Sequence[float] | None) -> None:
     """A scalar (sigmoid) alpha as ``module.alpha``, a per-class list as the buffer ``module.class_alpha``."""
     scalar = alpha is None or isinstance(alpha, (int, float))
+    if scalar and alpha is not None and alpha > 1:  # a class-balancing probability; < 0 turns it off (torchvision)
+        raise ValueError(f"{module.name}: alpha must be <= 1 (a weight in [0, 1]; negative: off), got {alpha}")
     module.alpha = float(alpha) if scalar and alpha is not None else None
     _buffer(module, "class_alpha", None if scalar else _check_weights(module.name, alpha, "alpha"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 import losses
 from tasks.guard import POLICIES
 from tasks.optim import parse_optim
-from trainer.callbacks import LossCurvePlot, ResumeDataPosition, RunProgressBar, StepSeed
+from trainer.callbacks import LossCurvePlot, MonitorCheck, ResumeDataPosition, RunProgressBar, StepSeed
 from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt
 from trainer.config import (
     RUN_DEFAULTS,
@@ -27,6 +28,7 @@ from trainer.config import (
     check_against_signature,
     check_keys,
     check_loss_section,
+    check_values,
     to_container,
 )
 
@@ -96,6 +98,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if reserved:
         raise ConfigError(f"trainer.{reserved[0]}: set by the framework from `run:`; remove it")
     check_against_signature(config["trainer"], L.Trainer.__init__, "trainer")
+    check_values(config)
     return config
 
 
@@ -140,7 +143,7 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_train_steps=every)
     callbacks: list[L.Callback] = [
         best, last, StepSeed(config["seed"]), ResumeDataPosition(), LearningRateMonitor(),
-        CheckpointOnInterrupt(last),
+        CheckpointOnInterrupt(last), MonitorCheck(monitor),
     ]  # fmt: skip
     if config["trainer"].get("enable_progress_bar", True):
         callbacks.append(RunProgressBar(run_dir.name))
@@ -176,8 +179,17 @@ def _construct(section: str, factory: Any, **kwargs: Any) -> Any:
     except (ConfigError, losses.LossConfigError):
         raise
     except (ValueError, FileNotFoundError, NotADirectoryError, MisconfigurationException) as err:
-        message = str(err)
-        raise ConfigError(message if message.startswith(f"{section}.") else f"{section}: {message}") from err
+        raise ConfigError(_name_the_key(section, str(err))) from err
+
+
+def _name_the_key(section: str, message: str) -> str:
+    """``section.key: ...``: keep a message that names its key; Lightning's ```key``` quoting becomes the key path."""
+    if message.startswith((f"{section}.", f"{section}:")):
+        return message
+    quoted = re.search(r"`(\w+)`", message)
+    if section == "trainer" and quoted:
+        return f"trainer.{quoted.group(1)}: {message}"
+    return f"{section}: {message}"
 
 
 def _keep_previous_metrics(log_dir: Path) -> None:

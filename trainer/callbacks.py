@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 from tasks.sampling import SeededSampler
+from trainer.config import ConfigError
 from trainer.plots import plot_loss_curves
 
 
@@ -76,3 +77,32 @@ class LossCurvePlot(L.Callback):
                 logger.save()
                 plot_loss_curves(Path(logger.log_dir), self.directory / "loss_curves.png")
                 return
+
+
+class MonitorCheck(L.Callback):
+    """Stop with a config error naming ``run.monitor`` when the first validation does not log it.
+
+    The first validation is Lightning's sanity check (before any training step) unless
+    ``trainer.num_sanity_val_steps: 0``; without this check the checkpoint callback would fail only
+    after a whole epoch, with a traceback.
+    """
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.checked = False
+
+    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)
+
+    def _check(self, trainer: L.Trainer) -> None:
+        logged = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
+        if self.checked or (trainer.sanity_checking and not logged):  # a task may log nothing on the sanity batches
+            return
+        self.checked = True
+        if self.monitor not in trainer.callback_metrics:
+            raise ConfigError(f"run.monitor: {self.monitor!r} is not logged by this task; validation logs: "
+                              f"{', '.join(logged) or 'nothing'}")

@@ -11,7 +11,9 @@ Config and loss errors print one message naming the config path and exit with st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
 import sys
 import zipfile
@@ -118,6 +120,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     if args.stage == "fit":
         run_dir = run_directory(config["run"], config["task"], resume_dir=run_dir)
     objects = build(config, run_dir, stage=args.stage)
+    fresh = args.stage == "fit" and not run_dir.exists()
     if args.stage == "fit":  # only now: a config the task or Lightning rejects leaves no empty run folder
         save_config(cfg, run_dir)
     stage = getattr(objects.trainer, args.stage)
@@ -129,6 +132,14 @@ def _run_stage(args: argparse.Namespace) -> int:
         stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None, **kwargs)
     except (SIGTERMException, KeyboardInterrupt):
         return _interrupted(objects.trainer, run_dir)
+    except (ConfigError, DataError, ValueError) as err:  # found when the data was read: no run to keep
+        if fresh and not any(run_dir.glob("checkpoints/*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the recipe's folder too, when this was its only run
+                run_dir.parent.rmdir()
+        if isinstance(err, ValueError) and not isinstance(err, (ConfigError, DataError)) and _names_a_key(str(err)):
+            raise ConfigError(str(err)) from None  # a task's setup-time check of a config value
+        raise
     if args.stage == "fit":
         _print_metrics(objects.trainer.callback_metrics, run_dir)
     elif args.stage == "predict":
@@ -155,6 +166,11 @@ def _print_written(folder: Path, before: dict[Path, tuple[int, int]]) -> None:
     width = max(len(sub) for sub, _ in groups) + 2
     for (sub, suffix), count in sorted(groups.items()):
         console.print(escape(f"  {sub + '/':<{width}} {count:>5} {suffix}"), highlight=False)
+
+
+def _names_a_key(message: str) -> bool:
+    """Whether ``message`` starts with a config key path (``model.num_classes=0 but ...``, ``data.root: ...``)."""
+    return message.split(".", 1)[0] in ("model", "data", "loss", "optim", "trainer", "run") and "." in message
 
 
 def _interrupted(trainer: L.Trainer, run_dir: Path) -> int:

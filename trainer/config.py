@@ -36,6 +36,23 @@ RUN_DEFAULTS = {
     "term_grad_norms": None,  # log each loss term's gradient norm and share every N training batches
 }
 CONFIG_FILENAME = "config.yaml"
+# lower bounds of values the framework and Lightning take (types are checked against the signatures)
+LOWER_BOUNDS = {
+    ("data", "batch_size"): 1,
+    ("data", "num_workers"): 0,
+    ("trainer", "max_epochs"): -1,
+    ("trainer", "min_epochs"): 0,
+    ("trainer", "max_steps"): -1,
+    ("trainer", "accumulate_grad_batches"): 1,
+    ("trainer", "log_every_n_steps"): 1,
+    ("trainer", "check_val_every_n_epoch"): 1,
+    ("trainer", "num_sanity_val_steps"): -1,
+    ("trainer", "gradient_clip_val"): 0,
+    ("run", "checkpoint_every_n_steps"): 1,
+    ("run", "term_grad_norms"): 1,
+}
+# data keys naming a file or folder that must exist before anything is built
+DATA_PATH_KEYS = ("root", "path", "csv", "predict_dir", "predict_path")
 
 
 class ConfigError(ValueError):
@@ -233,3 +250,18 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, losses.Slot]
             losses.check_slot_spec(spec, slots[slot], f"loss.{slot}")
         except losses.LossConfigError as err:
             raise ConfigError(str(err)) from None
+
+
+def check_values(config: Mapping[str, Any]) -> None:
+    """Ranges (:data:`LOWER_BOUNDS`, ``run.mode``) and data paths (:data:`DATA_PATH_KEYS`) of a whole config."""
+    for (section, key), low in LOWER_BOUNDS.items():
+        value = (config.get(section) or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= low:
+            raise ConfigError(f"{section}.{key}: expected a number >= {low}, got {value!r}")
+    mode = (config.get("run") or {}).get("mode")
+    if mode not in (None, "min", "max"):
+        raise ConfigError(f"run.mode: expected min or max (or null: the task's), got {mode!r}")
+    for key in DATA_PATH_KEYS:
+        value = (config.get("data") or {}).get(key)
+        if isinstance(value, str) and not Path(value).expanduser().exists():
+            raise ConfigError(f"data.{key}: {value} does not exist")

@@ -11,6 +11,10 @@ from trainer.cli import main
 REPO = Path(__file__).resolve().parents[2]
 SEGMENTATION = str(REPO / "configs" / "segmentation" / "shapes.yaml")
 DETECTION = str(REPO / "configs" / "detection" / "shapes_fcos.yaml")
+FACE = str(REPO / "configs" / "face" / "synthetic.yaml")
+TRANSLATION = str(REPO / "configs" / "translation" / "dehaze.yaml")
+FORECASTING = str(REPO / "configs" / "forecasting" / "co2.yaml")
+TABULAR = str(REPO / "configs" / "tabular" / "penguins.yaml")
 
 CASES = [
     # (config, overrides, text the one-line message must contain)
@@ -57,6 +61,46 @@ CASES = [
     (DETECTION, ["loss.box=giou + smooth_l1"], "loss.box: terms must all be overlap losses"),
     (DETECTION, ["loss.box=gwd"], "loss.box: does not accept (N, 4) boxes"),
     (DETECTION, ["loss.centerness=dice"], "loss.centerness: 'dice' is a region loss"),
+    (DETECTION, ["data.root=/nope/coco"], "data.root: /nope/coco does not exist"),
+    (DETECTION, ["model.num_classes=0"], "model.num_classes"),
+    (DETECTION, ["loss.cls={name: focal, params: {gamma: -1}}"], "gamma must be >= 0, got -1"),
+    (SEGMENTATION, ["trainer.max_epochs=-5"], "trainer.max_epochs: expected a number >= -1, got -5"),
+    (SEGMENTATION, ["run.mode=maximum"], "run.mode: expected min or max"),
+    (SEGMENTATION, ["data.batch_size=0"], "data.batch_size: expected a number >= 1, got 0"),
+    (SEGMENTATION, ["data.root=/nope/segdata"], "data.root: /nope/segdata does not exist"),
+    (SEGMENTATION, ["model.encoder=resnet9000"], "model.encoder"),
+    (SEGMENTATION, ["loss.seg={name: focal, params: {alpha: 1.5}}"], "focal: alpha must be <= 1"),
+    (SEGMENTATION, ["loss.seg=[{name: dice, weight: .nan}]"], "loss.seg.weight: expected a finite number >= 0"),
+    (SEGMENTATION, ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches: expected a number >= 1"),
+    (SEGMENTATION, ["data.num_workers=-1"], "data.num_workers: expected a number >= 0"),
+    (SEGMENTATION, ["run.checkpoint_every_n_steps=-3"], "run.checkpoint_every_n_steps: expected a number >= 1"),
+    (FACE, ["model.num_classes=0"], "num_classes >= 2"),
+    (FACE, ["model.backbone=resnet999"], "model.backbone: expected one of"),
+    (FACE, ["model.backbone=resnet18", "model.backbone_weights=/nope/weights.pt"], "model.backbone_weights"),
+    (FACE, ["loss.head=dice"], "loss.head: 'dice' is a region loss"),
+    (FACE, ["loss.aux=focal"], "loss.aux: 'focal' is a classification loss"),
+    (FACE, ["data.root=/nope/faces"], "data.root: /nope/faces does not exist"),
+    (FACE, ["data.batch_size=0"], "data.batch_size: expected a number >= 1"),
+    (TRANSLATION, ["model.num_downs=0"], "model.num_downs"),
+    (TRANSLATION, ["loss.generator=giou"], "loss.generator: 'giou' is an overlap loss"),
+    (TRANSLATION, ["optim.generator.lr=0"], "optim.generator.lr"),
+    (TRANSLATION, ["optim.critic.lr=1"], "optim.critic: this task has the optimisers generator, discriminator"),
+    (TRANSLATION, ["data.root=/nope/pairs"], "data.root: /nope/pairs does not exist"),
+    (TRANSLATION, ["loss.discriminator=dice"], "loss.discriminator: 'dice' is a region loss"),
+    (FORECASTING, ["data.horizon=0"], "data.horizon"),
+    (FORECASTING, ["data.dataset=airline"], "data.dataset"),
+    (FORECASTING, ["data.csv=/nope/s.csv", "data.time_column=t", "data.target_columns=y"], "data.csv: /nope/s.csv"),
+    (FORECASTING, ["model.arch=transformer"], "model.arch"),
+    (FORECASTING, ["model.interval=1.5"], "model.interval"),
+    (FORECASTING, ["loss.forecast=dice"], "loss.forecast: 'dice' is a region loss"),
+    (FORECASTING, ["data.val_fraction=1.5"], "data.val_fraction"),
+    (TABULAR, ["data.dataset=iris"], "data.dataset"),
+    (TABULAR, ["data.path=/nope/table.csv", "data.target=y"], "data.path: /nope/table.csv does not exist"),
+    (TABULAR, ["model.arch=transformer"], "model.arch"),
+    (TABULAR, ["model.dropout=1.5"], "model.dropout"),
+    (TABULAR, ["loss.target=giou"], "loss.target: 'giou' is an overlap loss"),
+    (TABULAR, ["data.batch_size=0"], "data.batch_size: expected a number >= 1"),
+    (TABULAR, ["model.hidden_size=0"], "model.hidden_size"),
 ]
 
 
@@ -66,7 +110,9 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
-@pytest.mark.parametrize(("config", "overrides", "expected"), CASES, ids=[" ".join(c[1]) for c in CASES])
+@pytest.mark.parametrize(
+    ("config", "overrides", "expected"), CASES, ids=[f"{Path(c[0]).parent.name}: {' '.join(c[1])}" for c in CASES]
+)
 def test_bad_config_is_one_message_with_exit_code_2(tmp_path, capsys, config, overrides, expected):
     code, output = _run(["fit", "-c", config, f"run.root={tmp_path}", *overrides], capsys)
     assert code == 2, output
@@ -94,3 +140,11 @@ def test_truncated_checkpoint_is_refused_before_building(tmp_path, capsys):
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
     code, output = _run(["fit", "-c", SEGMENTATION, "--resume", str(run)], capsys)
     assert code == 2 and "not a readable checkpoint" in output, output
+
+
+def test_a_monitor_the_task_does_not_log_stops_before_training(tmp_path, capsys, tiny_segmentation_config):
+    code, output = _run(["fit", "-c", str(tiny_segmentation_config), "run.monitor=val/mIoU",
+                         "trainer.num_sanity_val_steps=1"], capsys)  # fmt: skip
+    assert code == 2 and "run.monitor: 'val/mIoU' is not logged by this task; validation logs:" in output, output
+    assert "val/miou" in output and "Traceback" not in output
+    assert not list(tmp_path.rglob("version_*"))  # no step ran: the run folder is removed
