@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ TASK_PACKAGES = {
     "forecasting": "tasks.forecasting",
     "tabular": "tasks.tabular",
 }
+# free space a run folder's disk must have before a fit starts (checkpoints, logs, plots)
+MIN_FREE_MB = 200
 # Trainer arguments the framework owns: the run folder, loggers and callbacks come from `run:`.
 RESERVED_TRAINER_KEYS = ("default_root_dir", "logger", "callbacks", "enable_checkpointing")
 
@@ -116,6 +120,26 @@ def run_directory(run: dict[str, Any], task: str, resume_dir: Path | None = None
         return base / str(run["version"])
     existing = [int(p.name.split("_")[1]) for p in base.glob("version_*") if p.name.split("_")[1].isdigit()]
     return base / f"version_{max(existing, default=-1) + 1}"
+
+
+def check_run_folder(run_dir: Path, min_free_mb: int = MIN_FREE_MB) -> None:
+    """Before anything is built: the run folder can be written and its disk has ``min_free_mb`` free.
+
+    Checked on the nearest existing ancestor (nothing is created), by writing a temporary file there.
+    """
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(f"run.root: cannot write the run folder {run_dir} ({err})") from None
+    free_mb = shutil.disk_usage(existing).free / 2**20
+    if free_mb < min_free_mb:
+        raise ConfigError(
+            f"run.root: {existing} has {free_mb:.0f} MB free; checkpoints and logs need at least {min_free_mb} MB"
+        )
 
 
 def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjects:

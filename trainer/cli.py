@@ -29,7 +29,7 @@ from rich.table import Table
 import losses
 from tasks.datacheck import DataError
 from tasks.guard import NonFiniteLossError
-from trainer.build import TASK_PACKAGES, build, run_base, run_directory, task_package, validate
+from trainer.build import TASK_PACKAGES, build, check_run_folder, run_base, run_directory, task_package, validate
 from trainer.checkpointing import CheckpointOnInterrupt
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
@@ -119,6 +119,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         run_dir, ckpt = _locate_checkpoint(run_dir, prefer_last=args.stage == "fit")
     if args.stage == "fit":
         run_dir = run_directory(config["run"], config["task"], resume_dir=run_dir)
+        check_run_folder(run_dir)
     objects = build(config, run_dir, stage=args.stage)
     fresh = args.stage == "fit" and not run_dir.exists()
     if args.stage == "fit":  # only now: a config the task or Lightning rejects leaves no empty run folder

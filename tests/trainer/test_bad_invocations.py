@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -148,3 +150,15 @@ def test_a_monitor_the_task_does_not_log_stops_before_training(tmp_path, capsys,
     assert code == 2 and "run.monitor: 'val/mIoU' is not logged by this task; validation logs:" in output, output
     assert "val/miou" in output and "Traceback" not in output
     assert not list(tmp_path.rglob("version_*"))  # no step ran: the run folder is removed
+
+
+def test_an_unwritable_or_full_run_folder_is_reported_before_anything_is_built(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, output = _run(["fit", "-c", SEGMENTATION, f"run.root={blocker / 'runs'}"], capsys)
+    assert code == 2 and "run.root: cannot write the run folder" in output and "a_file is a file" in output, output
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10 * 2**30, used=0, free=5 * 2**20))
+    code, output = _run(["fit", "-c", SEGMENTATION, f"run.root={tmp_path / 'runs'}"], capsys)
+    assert code == 2 and "has 5 MB free; checkpoints and logs need at least" in output, output
+    assert not (tmp_path / "runs").exists()
