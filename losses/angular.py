@@ -139,6 +139,12 @@ def _scale_grad(value: Tensor, factor: float) -> Tensor:
     return value.detach() + (value - value.detach()) * factor
 
 
+def _positive(name: str, what: str, value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"{name}: {what} must be > 0, got {value}")
+    return float(value)
+
+
 def _arc_margin(cos: Tensor, margin: float, easy_margin: bool = False) -> Tensor:
     """cos(theta + m) where theta + m <= pi; beyond, ArcFace's fallback cos(theta) - m sin(m) (or cos if easy)."""
     sin = torch.sqrt((1.0 - cos * cos).clamp_min(COS_EPS))
@@ -400,7 +406,7 @@ class CosFaceLoss(AngularHead):
         reduction: str = "mean",
     ) -> None:
         super().__init__(num_classes, embedding_size, sample_rate, reduction)
-        self.scale, self.margin = float(scale), float(margin)
+        self.scale, self.margin = _positive(self.name, "scale", scale), float(margin)
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
         return self.scale * _with_target(cos, labels, _target(cos, labels) - self.margin)
@@ -460,7 +466,8 @@ class ArcFaceLoss(AngularHead):
         super().__init__(num_classes, embedding_size, sample_rate, reduction)
         if not 0.0 <= margin < math.pi:
             raise ValueError(f"arcface: margin is in radians and must be in [0, pi), got {margin}")
-        self.scale, self.margin, self.easy_margin = float(scale), float(margin), bool(easy_margin)
+        self.scale = _positive(self.name, "scale", scale)
+        self.margin, self.easy_margin = float(margin), bool(easy_margin)
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
         target = _arc_margin(_target(cos, labels), self.margin, self.easy_margin)
@@ -570,7 +577,7 @@ class SphereFaceLoss(AngularHead):
         super().__init__(num_classes, embedding_size, sample_rate, reduction)
         if int(margin) != margin or margin < 1:
             raise ValueError(f"{self.name}: margin must be an integer >= 1, got {margin}")
-        self.margin, self.scale = int(margin), float(scale)
+        self.margin, self.scale = int(margin), _positive(self.name, "scale", scale)
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
         cos_y = _target(cos, labels)
@@ -677,7 +684,8 @@ class MVSoftmaxLoss(AngularHead):
             raise ValueError(f"mv_softmax: variant must be 'am' or 'arc', got {variant!r}")
         if mv_weight < 1:
             raise ValueError(f"mv_softmax: mv_weight must be >= 1, got {mv_weight}")
-        self.scale, self.margin, self.mv_weight, self.variant = float(scale), float(margin), float(mv_weight), variant
+        self.scale = _positive(self.name, "scale", scale)
+        self.margin, self.mv_weight, self.variant = float(margin), float(mv_weight), variant
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
         cos_y = _target(cos, labels)
@@ -737,7 +745,7 @@ class CurricularFaceLoss(AngularHead):
         reduction: str = "mean",
     ) -> None:
         super().__init__(num_classes, embedding_size, sample_rate, reduction)
-        self.scale, self.margin, self.momentum = float(scale), float(margin), float(momentum)
+        self.scale, self.margin, self.momentum = _positive(self.name, "scale", scale), float(margin), float(momentum)
         self.register_buffer("t", torch.zeros(()))
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
@@ -809,7 +817,8 @@ class AdaFaceLoss(AngularHead):
         reduction: str = "mean",
     ) -> None:
         super().__init__(num_classes, embedding_size, sample_rate, reduction)
-        self.scale, self.margin, self.h, self.t_alpha = float(scale), float(margin), float(h), float(t_alpha)
+        self.scale = _positive(self.name, "scale", scale)
+        self.margin, self.h, self.t_alpha = float(margin), float(h), float(t_alpha)
         self.register_buffer("batch_mean", torch.full((), 20.0))
         self.register_buffer("batch_std", torch.full((), 100.0))
 
@@ -881,7 +890,7 @@ class SFaceLoss(AngularHead):
         reduction: str = "mean",
     ) -> None:
         super().__init__(num_classes, embedding_size, sample_rate, reduction)
-        self.scale, self.k, self.a, self.b = float(scale), float(k), float(a), float(b)
+        self.scale, self.k, self.a, self.b = _positive(self.name, "scale", scale), float(k), float(a), float(b)
 
     def margin_logits(self, cos: Tensor, labels: Tensor, embeddings: Tensor, index: Tensor | None) -> Tensor:
         return self.scale * cos

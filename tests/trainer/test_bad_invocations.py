@@ -80,6 +80,7 @@ CASES = [
     (FACE, ["model.backbone=resnet999"], "model.backbone: expected one of"),
     (FACE, ["model.backbone=resnet18", "model.backbone_weights=/nope/weights.pt"], "model.backbone_weights"),
     (FACE, ["loss.head=dice"], "loss.head: 'dice' is a region loss"),
+    (FACE, ["loss.head.params.scale=-1"], "arcface: scale must be > 0, got -1"),
     (FACE, ["loss.aux=focal"], "loss.aux: 'focal' is a classification loss"),
     (FACE, ["data.root=/nope/faces"], "data.root: /nope/faces does not exist"),
     (FACE, ["data.batch_size=0"], "data.batch_size: expected a number >= 1"),
