@@ -12,6 +12,7 @@ from losses import (  # noqa: F401  (populate registry)
     forecasting,
     generative,
     image,
+    likelihood,
     margin,
     metric,
     overlap,

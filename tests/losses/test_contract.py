@@ -109,6 +109,14 @@ def _images(crit: nn.Module, g: torch.Generator) -> Case:
     return _pair(torch.rand(2, 1, 24, 24, generator=g), torch.rand(2, 1, 24, 24, generator=g))
 
 
+def _vae(crit: nn.Module, g: torch.Generator) -> Case:
+    """(reconstruction, input) images (2, 1, 4, 4) and the posterior's mu, logvar (2, 3): all leaves but the input."""
+    pred, target = torch.randn(2, 1, 4, 4, generator=g), torch.rand(2, 1, 4, 4, generator=g)
+    mu, logvar = torch.randn(2, 3, generator=g), 0.5 * torch.randn(2, 3, generator=g)
+    leaves = tuple(t.requires_grad_(True) for t in (pred, mu, logvar))
+    return Case((pred, target, mu, logvar), leaves)
+
+
 _DETACHED = ("real", "fake", "real_features")  # what the adversarial losses treat as data (no gradient)
 
 
@@ -193,6 +201,7 @@ INPUTS: dict[str, Callable[[nn.Module, torch.Generator], Case]] = {
     "rmsle": _positive_regression,  # log1p needs values > -1
     "curricularface": _embeddings_eval,  # running t
     "adaface": _embeddings_eval,  # running feature-norm mean and std
+    "vae": _vae,  # (recon, input, mu, logvar)
 }
 
 
