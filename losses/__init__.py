@@ -16,6 +16,7 @@ from losses import (  # noqa: F401  (populate registry)
     margin,
     metric,
     overlap,
+    perceptual,
     region,
     regression,
 )
