@@ -184,6 +184,23 @@ def images(ctx: Ctx) -> Inputs:
     )
 
 
+def diffusion(ctx: Ctx) -> Inputs:
+    """Predicted and true noise like :func:`images` (standard normal) and each sample's alpha_bar in (0, 1)."""
+    pred, _ = images(ctx)
+    g = ctx.gen()
+    noise = torch.randn(pred.shape, generator=g).to(ctx.device)
+    alpha_bar = torch.rand(pred.shape[0], generator=g).clamp(0.01, 0.99).to(ctx.device)
+    return pred, noise, alpha_bar
+
+
+def vae_outputs(ctx: Ctx) -> Inputs:
+    """Reconstruction and input like :func:`images`, plus a 128-d posterior (mu, logvar) per sample."""
+    pred, target = images(ctx)
+    g = ctx.gen()
+    mu, logvar = (torch.randn(pred.shape[0], 128, generator=g).to(ctx.device) for _ in range(2))
+    return pred, target, mu, logvar
+
+
 # --------------------------------------------------------------------------- references
 
 
@@ -283,6 +300,13 @@ CASES: dict[str, Case] = {
     "ssim": Case(images, refs=[("piq ssim", _piq("ssim", downsample=False))]),
     "ms_ssim": Case(images, refs=[("piq multi_scale_ssim", _piq("multi_scale_ssim"))]),
     "total_variation": Case(images),
+    "cycle_consistency": Case(images, refs=[("torch F.l1_loss", _f(F.l1_loss))]),
+    "identity": Case(images, refs=[("torch F.l1_loss", _f(F.l1_loss))]),
+    "noise_prediction": Case(diffusion, refs=[("torch F.mse_loss", lambda: (lambda p, n, a: F.mse_loss(p, n)))]),
+    "noise_prediction/min_snr": Case(diffusion, params={"weighting": "min_snr"}),
+    "vae": Case(vae_outputs),
+    "perceptual": Case(images),  # EfficientNet-Lite0 (packaged ImageNet weights), blocks 2 and 4
+    "style": Case(images),
 }
 
 # families whose call convention is uniform: any loss without its own case uses these inputs

@@ -85,7 +85,9 @@ class NoisePrediction(torch.nn.Module):
     def forward(self, pred: Tensor, target: Tensor, alpha_bar: Tensor | None = None) -> Tensor:
         if pred.shape != target.shape:
             raise LossInputError(f"noise_prediction: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-        loss = _per_sample((pred - target).square()).mean(1)
+        if self.weighting == "none" and self.reduction == "mean":
+            return F.mse_loss(pred, target)  # equal-sized samples: the mean of per-sample means, in one fused kernel
+        loss = _per_sample(F.mse_loss(pred, target, reduction="none")).mean(1)
         if self.weighting == "min_snr":
             if alpha_bar is None or alpha_bar.shape != loss.shape:
                 raise LossInputError(
