@@ -8,7 +8,8 @@ the flip's embeddings summed, then L2-normalised, as insightface evaluates), sco
 similarity and logs 10-fold accuracy (threshold chosen on 9 folds), TAR@FAR=1e-3 / 1e-4 and the
 mean and standard deviation of the embedding norm. Beside them it logs the baseline that makes them
 meaningful: the same metrics of the network before training (``val/untrained/...``, measured once
-when a fit starts from scratch; ``untrained_baseline: false`` skips it). ``predict`` writes each
+when a fit starts from scratch; ``untrained_baseline: false`` skips it), and draws both ROC curves
+(true vs false accept rate) in ``<run>/plots/roc_val.png`` each validation. ``predict`` writes each
 image's evaluation embedding (flip-summed, L2-normalised) to
 ``<run>/predictions/<folder>/embeddings.csv`` (``path`` relative to the folder, then ``e0 ... e{D-1}``).
 
@@ -38,6 +39,7 @@ import losses
 from losses.angular import AngularHead
 from tasks.base import LossTask
 from tasks.face.metrics import kfold_accuracy, tar_at_far
+from tasks.face.plot import plot_roc
 
 BACKBONES = ("small_cnn", "resnet18")
 
@@ -157,6 +159,7 @@ class FaceTask(LossTask):
         self.shard_head = shard_head
         self.untrained_baseline = untrained_baseline
         self._baseline: dict[str, Tensor] = {}
+        self._baseline_roc: tuple[Tensor, Tensor] | None = None  # the untrained network's (scores, same)
         self._scores: list[Tensor] = []
         self._same: list[Tensor] = []
         self._norms: list[Tensor] = []
@@ -249,7 +252,9 @@ class FaceTask(LossTask):
         with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the training run draws what it would without it
             for batch in datamodule.val_dataloader():
                 self._pair_step(self.transfer_batch_to_device(batch, self.device, 0))
-            self._baseline = self._verification()
+            scores, same, norms = self._pairs()
+            self._baseline = self.verification_metrics(scores, same, norms)
+            self._baseline_roc = (scores, same)
         self.train(training)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -304,13 +309,13 @@ class FaceTask(LossTask):
             "embedding_norm_std": norms.std() if norms.numel() > 1 else norms.new_zeros(()),
         }
 
-    def _verification(self) -> dict[str, Tensor]:
-        """The metrics of the pairs scored since the last call (all ranks' pairs under DDP)."""
+    def _pairs(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Scores, same-identity flags and embedding norms of the pairs scored since the last call (all ranks')."""
         scores, same, norms = torch.cat(self._scores), torch.cat(self._same), torch.cat(self._norms)
         self._scores, self._same, self._norms = [], [], []
         if self._trainer is not None and self.trainer.world_size > 1:  # every rank scores the whole pair set
             scores, same, norms = (self.all_gather(t).flatten() for t in (scores, same, norms))
-        return self.verification_metrics(scores.cpu(), same.cpu(), norms.cpu())
+        return scores.cpu(), same.cpu(), norms.cpu()
 
     def _log_verification(self, stage: str) -> None:
         if not self._scores:
@@ -318,7 +323,13 @@ class FaceTask(LossTask):
         if self._trainer is not None and self.trainer.sanity_checking:
             self._scores, self._same, self._norms = [], [], []
             return
-        values = self._verification()
+        scores, same, norms = self._pairs()
+        values = self.verification_metrics(scores, same, norms)
+        if self._trainer is not None and self.trainer.is_global_zero:
+            curves = {f"{stage}, epoch {self.current_epoch}": (scores, same)}
+            if self._baseline_roc is not None:
+                curves["untrained"] = self._baseline_roc
+            plot_roc(curves, Path(self.trainer.default_root_dir) / "plots" / f"roc_{stage}.png", "verification ROC")
         logged = {f"{stage}/{k}": v.float() for k, v in values.items()}
         if stage == "val":
             logged.update({f"val/untrained/{k}": v.float() for k, v in self._baseline.items() if "norm" not in k})

@@ -186,6 +186,8 @@ def test_fit_a_few_steps_and_log_verification_metrics(head, face_root, tmp_path)
     assert {"val/tar@far1e-3", "val/embedding_norm_mean", "train/loss/head", "train/loss/aux"} <= set(metrics)
     assert 0.0 <= float(metrics["val/untrained/verification_acc"]) <= 1.0  # the baseline beside the metrics
     assert torch.isfinite(metrics["train/loss"])
+    roc = tmp_path / "plots" / "roc_val.png"  # trained and untrained ROC curves
+    assert roc.is_file() and roc.stat().st_size > 10_000
 
 
 def test_num_classes_must_match_the_training_folder(face_root, tmp_path):
