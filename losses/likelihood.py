@@ -107,8 +107,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 class VAELoss(torch.nn.Module):
     """The negative evidence lower bound of a Gaussian VAE, with beta on the KL term (beta-VAE).
 
-    Formula (per sample, summed over its elements and latent dimensions):
-        L = rec(x_hat, x) + beta * KL(N(mu, sigma^2) || N(0, I))
+    Formula:
+        L = rec(x_hat, x) + beta * KL(N(mu, sigma^2) || N(0, I))     (per sample, summed over elements and latents)
         KL = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)
         rec = sum (x_hat - x)^2 ("mse": a Gaussian decoder up to constants), the Bernoulli
         cross-entropy ("bce", x in [0, 1], x_hat as logits) or sum |x_hat - x| ("l1").
