@@ -9,6 +9,14 @@ Crowd and ignored objects (COCO ``iscrowd: 1`` or ``ignore: 1``, VOC ``difficult
 target with ``iscrowd`` set: the task drops them from the training targets (torchvision's
 FCOS/RetinaNet have no ignore regions, so they must not become positives) and hands them to
 ``MeanAveragePrecision`` as crowd regions (detections on them are neither TP nor FP).
+
+Annotations are checked when the dataset is built, not mid-epoch: an empty or malformed json or
+xml, missing keys, an image listed but missing, empty or unreadable on disk (its header; a file
+truncated inside its pixel data is named when it is read), a box outside its image by more than
+:data:`BOX_TOLERANCE` pixels, a box of zero or negative size, an unknown category or an
+annotation of an unlisted image is a :class:`~tasks.datacheck.DataError` naming the file and
+the annotation; with ``data.skip_bad: true`` the annotation (or image) is dropped and one
+warning counts them. Boxes within the tolerance are clipped to the image (COCO's float rounding).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from tasks.datacheck import BadItems, DataError
 from tasks.detection.shapes import CLASSES as SHAPE_CLASSES
 from tasks.detection.shapes import generate_shapes
 from tasks.sampling import SampleKey, seeded_loader
@@ -38,6 +47,8 @@ FORMATS = ("shapes", "coco", "voc")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "data" / "generated" / "shapes_detection"
+#: how far (pixels) a box may reach past its image before it is reported instead of clipped
+BOX_TOLERANCE = 1.0
 
 
 def _empty_target(image_id: int) -> Target:
@@ -45,9 +56,38 @@ def _empty_target(image_id: int) -> Target:
             "iscrowd": torch.zeros(0, dtype=torch.bool), "image_id": image_id}
 
 
+def box_problem(box: Sequence[float], width: float, height: float) -> str | None:
+    """None for an xyxy box inside a ``width`` x ``height`` image (up to :data:`BOX_TOLERANCE`), else what is wrong."""
+    x0, y0, x1, y1 = box
+    if not all(np.isfinite(box)):
+        return f"box {list(box)} is not finite"
+    if x1 <= x0 or y1 <= y0:
+        return f"box {list(box)} (xyxy) has zero or negative size"
+    t = BOX_TOLERANCE
+    if x0 < -t or y0 < -t or x1 > width + t or y1 > height + t:
+        return f"box {list(box)} (xyxy) lies outside the {width:g}x{height:g} image"
+    return None
+
+
+def image_header_problem(path: Path, width: int | None = None, height: int | None = None) -> str | None:
+    """None when ``path`` exists, is not empty, opens as an image and (if given) has that size."""
+    if not path.is_file():
+        return "image missing on disk"
+    if path.stat().st_size == 0:
+        return "image file is empty (0 bytes)"
+    try:
+        with Image.open(path) as image:
+            size = image.size
+    except (OSError, SyntaxError) as err:
+        return f"not a readable image ({err})"
+    if width is not None and height is not None and size != (width, height):
+        return f"image is {size[0]}x{size[1]} but the annotations say {width}x{height}"
+    return None
+
+
 def _make_target(boxes: list[list[float]], labels: list[int], crowd: list[bool], image_id: int,
                  width: int, height: int) -> Target:
-    """Clip xyxy boxes to the image and drop those with no area left."""
+    """xyxy boxes (checked by :func:`box_problem`) clipped to the image."""
     if not boxes:
         return _empty_target(image_id)
     xyxy = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
@@ -90,54 +130,109 @@ class CocoDetection(_DetectionDataset):
     """Images + a COCO ``instances`` json. Category ids are remapped to labels ``0..K-1`` in id order."""
 
     def __init__(self, images_dir: str | Path, annotation_file: str | Path,
-                 transform: v2.Transform | None = None) -> None:
+                 transform: v2.Transform | None = None, skip_bad: bool = False) -> None:
         self.images_dir = Path(images_dir)
-        annotation_file = Path(annotation_file)
-        if not annotation_file.is_file():
-            raise FileNotFoundError(f"data: COCO annotation file {annotation_file} does not exist")
-        coco = json.loads(annotation_file.read_text())
-        categories = sorted(coco.get("categories", []), key=lambda c: c["id"])
-        if not categories:
-            raise ValueError(f"data: {annotation_file} lists no categories")
+        coco = _read_coco(Path(annotation_file))
+        categories = sorted(coco["categories"], key=lambda c: c["id"])
         self.category_ids = [c["id"] for c in categories]
         self.class_names = tuple(str(c["name"]) for c in categories)
         label_of = {cid: i for i, cid in enumerate(self.category_ids)}
-        per_image: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in coco["images"]}
-        for ann in coco.get("annotations", []):
-            if ann["category_id"] not in label_of:
-                raise ValueError(f"data: {annotation_file}: annotation {ann.get('id')} has category_id "
-                                 f"{ann['category_id']} not in categories {self.category_ids}")
-            per_image.setdefault(ann["image_id"], []).append(ann)
+        images = {img["id"]: img for img in coco["images"]}
+        bad = BadItems(skip_bad, f"images and annotations of {annotation_file}")
+        per_image: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
+        for ann in coco["annotations"]:
+            where = f"{annotation_file}: annotation {ann.get('id')}"
+            img = images.get(ann.get("image_id"))
+            if img is None:
+                bad.report(where, f"image_id {ann.get('image_id')!r} is not in images")
+                continue
+            if ann.get("category_id") not in label_of:
+                bad.report(where, f"category_id {ann.get('category_id')!r} is not in categories {self.category_ids}")
+                continue
+            bbox = ann.get("bbox")
+            if not (isinstance(bbox, list) and len(bbox) == 4):
+                bad.report(where, f"bbox must be [x, y, width, height], got {bbox!r}")
+                continue
+            x, y, w, h = (float(v) for v in bbox)
+            problem = box_problem((x, y, x + w, y + h), img["width"], img["height"])
+            if problem is not None:
+                bad.report(where, f"{problem} (image {img['file_name']})")
+                continue
+            per_image[img["id"]].append(ann)
         self.items = []
-        for img in sorted(coco["images"], key=lambda i: i["id"]):
+        for img in sorted(images.values(), key=lambda i: i["id"]):
+            path = self.images_dir / img["file_name"]
+            problem = image_header_problem(path, int(img["width"]), int(img["height"]))
+            if problem is not None:
+                bad.report(f"{path} (image {img['id']} of {annotation_file})", problem)
+                continue
             anns = per_image[img["id"]]
             boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
             labels = [label_of[a["category_id"]] for a in anns]
             crowd = [bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0)) for a in anns]
             target = _make_target(boxes, labels, crowd, int(img["id"]), int(img["width"]), int(img["height"]))
-            self.items.append((self.images_dir / img["file_name"], target))
+            self.items.append((path, target))
+        bad.finish(total=len(images) + len(coco["annotations"]))
+        if not self.items:
+            raise DataError(f"{annotation_file}: no usable image")
         self.transform = transform
 
     def load(self, index: int) -> tuple[Path, Target]:
         return self.items[index]
 
 
-def parse_voc_xml(path: Path, class_names: Sequence[str]) -> tuple[str, Target]:
+def _read_coco(path: Path) -> dict[str, Any]:
+    """A COCO instances json with its required keys, or a :class:`DataError` naming the file."""
+    if not path.is_file():
+        raise DataError(f"data: COCO annotation file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"data: COCO annotation file {path} is empty (0 bytes)")
+    try:
+        coco = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"data: {path} is not valid JSON ({err})") from None
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise DataError(f"data: {path} is not a COCO instances file (no 'images' list)")
+    if not coco.get("categories"):
+        raise DataError(f"data: {path} lists no categories")
+    coco.setdefault("annotations", [])
+    for img in coco["images"]:
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
+        if missing:
+            raise DataError(f"data: {path}: image {img.get('id', img)} lacks {missing}")
+    return coco
+
+
+def parse_voc_xml(path: Path, class_names: Sequence[str], bad: BadItems | None = None) -> tuple[str, Target] | None:
     """One VOC annotation -> (image file name, target). ``difficult`` objects are flagged as crowd.
 
     VOC corners are 1-based inclusive pixel indices; they become continuous coordinates
-    ``(xmin - 1, ymin - 1, xmax, ymax)``.
+    ``(xmin - 1, ymin - 1, xmax, ymax)``. Problems go to ``bad`` (default: raise); None when the
+    whole file is skipped.
     """
-    root = ET.parse(path).getroot()
-    size = root.find("size")
-    width, height = int(size.findtext("width")), int(size.findtext("height"))
+    bad = bad or BadItems(False, "VOC annotations")
+    try:
+        root = ET.parse(path).getroot()
+        size = root.find("size")
+        width, height = int(size.findtext("width")), int(size.findtext("height"))
+    except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
+        bad.report(path, f"not a VOC annotation with <size><width>/<height> ({err})")
+        return None
     boxes, labels, crowd = [], [], []
-    for obj in root.iter("object"):
+    for index, obj in enumerate(root.iter("object")):
         name = obj.findtext("name", "").strip()
         if name not in class_names:
-            raise ValueError(f"data: {path}: class {name!r} is not in data.class_names {list(class_names)}")
-        bb = obj.find("bndbox")
-        x0, y0, x1, y1 = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            bad.report(f"{path}: object {index}", f"class {name!r} is not in data.class_names {list(class_names)}")
+            continue
+        try:
+            x0, y0, x1, y1 = (float(obj.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, TypeError, ValueError):
+            bad.report(f"{path}: object {index}", "no numeric <bndbox> xmin/ymin/xmax/ymax")
+            continue
+        problem = box_problem((x0 - 1, y0 - 1, x1, y1), width, height)
+        if problem is not None:
+            bad.report(f"{path}: object {index}", problem)
+            continue
         boxes.append([x0 - 1, y0 - 1, x1, y1])
         labels.append(class_names.index(name))
         crowd.append(obj.findtext("difficult", "0").strip() == "1")
@@ -153,7 +248,7 @@ class VocDetection(_DetectionDataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", class_names: Sequence[str] = VOC_CLASSES,
-                 transform: v2.Transform | None = None) -> None:
+                 transform: v2.Transform | None = None, skip_bad: bool = False) -> None:
         root = Path(root)
         split_file = root / "ImageSets" / "Main" / f"{split}.txt"
         if split_file.is_file():
@@ -162,12 +257,26 @@ class VocDetection(_DetectionDataset):
         else:
             xmls = sorted((root / "Annotations").glob("*.xml"))
         if not xmls:
-            raise FileNotFoundError(f"data: no VOC annotations for split {split!r} under {root}/Annotations")
+            raise DataError(f"data: no VOC annotations for split {split!r} under {root}/Annotations")
         self.class_names = tuple(class_names)
+        bad = BadItems(skip_bad, f"VOC annotations and images under {root}")
         self.items = []
         for xml in xmls:
-            filename, target = parse_voc_xml(xml, self.class_names)
-            self.items.append((root / "JPEGImages" / filename, target))
+            if not xml.is_file():
+                bad.report(xml, f"listed in {split_file.name} but missing")
+                continue
+            parsed = parse_voc_xml(xml, self.class_names, bad)
+            if parsed is None:
+                continue
+            path = root / "JPEGImages" / parsed[0]
+            problem = image_header_problem(path)
+            if problem is not None:
+                bad.report(f"{path} (of {xml.name})", problem)
+                continue
+            self.items.append((path, parsed[1]))
+        bad.finish(total=len(xmls))
+        if not self.items:
+            raise DataError(f"data: no usable VOC image for split {split!r} under {root}")
         self.transform = transform
 
     def load(self, index: int) -> tuple[Path, Target]:
@@ -235,6 +344,7 @@ class DetectionDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         shapes: dict[str, Any] | None = None,
         seed: int = 0,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -253,6 +363,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
         self.shapes = dict(shapes or {})
         self.seed = seed
+        self.skip_bad = skip_bad
         self.class_names: tuple[str, ...] | None = SHAPE_CLASSES if format == "shapes" else None
 
     @property
@@ -269,12 +380,12 @@ class DetectionDataModule(L.LightningDataModule):
         transform = build_transforms(augment, **self.aug)
         images, annotations, split = self.paths[stage]
         if self.format == "voc":
-            dataset: _DetectionDataset = VocDetection(self.root, split, self.voc_classes, transform)
+            dataset: _DetectionDataset = VocDetection(self.root, split, self.voc_classes, transform, self.skip_bad)
         else:
             root = generate_shapes(self.cache_dir, **self.shapes) if self.format == "shapes" else self.root
             if self.format == "shapes":
                 images, annotations = stage, f"annotations/{stage}.json"
-            dataset = CocoDetection(root / images, root / annotations, transform)
+            dataset = CocoDetection(root / images, root / annotations, transform, self.skip_bad)
         self.class_names = dataset.class_names
         return dataset
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tasks.datacheck import DataError
 from tasks.detection.data import (
     CocoDetection,
     DetectionDataModule,
@@ -36,8 +37,7 @@ def coco_dir(tmp_path: Path) -> Path:
         "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
         "annotations": [
             {"id": 1, "image_id": 11, "category_id": 7, "bbox": [2, 3, 10, 5], "iscrowd": 0},
-            {"id": 2, "image_id": 11, "category_id": 3, "bbox": [30, 20, 20, 20], "iscrowd": 1},  # crowd, clipped
-            {"id": 3, "image_id": 11, "category_id": 3, "bbox": [5, 5, 0, 4], "iscrowd": 0},  # zero width: dropped
+            {"id": 2, "image_id": 11, "category_id": 3, "bbox": [30, 20, 10.5, 10.5], "iscrowd": 1},  # crowd; clipped
             {"id": 4, "image_id": 11, "category_id": 7, "bbox": [1, 1, 4, 4], "iscrowd": 0, "ignore": 1},
         ],
     }
@@ -59,14 +59,49 @@ def test_coco_remaps_categories_and_flags_crowd(coco_dir: Path) -> None:
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,) and empty["image_id"] == 5
 
 
-def test_coco_errors_are_clear(coco_dir: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.json"):
+def test_coco_file_errors_name_the_file(coco_dir: Path) -> None:
+    with pytest.raises(DataError, match="missing.json does not exist"):
         CocoDetection(coco_dir / "images", coco_dir / "missing.json")
-    bad = json.loads((coco_dir / "ann.json").read_text())
-    bad["annotations"][0]["category_id"] = 99
-    (coco_dir / "bad.json").write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match="category_id 99"):
+    for name, text, match in [
+        ("empty.json", "", r"empty\.json is empty \(0 bytes\)"),
+        ("broken.json", '{"images": [', r"broken\.json is not valid JSON"),
+        ("other.json", '{"boxes": []}', "is not a COCO instances file"),
+        ("nocat.json", '{"images": [], "categories": []}', "lists no categories"),
+    ]:
+        (coco_dir / name).write_text(text)
+        with pytest.raises(DataError, match=match):
+            CocoDetection(coco_dir / "images", coco_dir / name)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda c: c["annotations"][0].update(category_id=99), r"annotation 1: category_id 99 is not in categories"),
+        (lambda c: c["annotations"][0].update(bbox=[30, 20, 20, 20]), r"annotation 1: box .* outside the 40x30 image"),
+        (lambda c: c["annotations"][0].update(bbox=[5, 5, 0, 4]), r"annotation 1: box .* zero or negative size"),
+        (lambda c: c["annotations"][0].update(bbox=[5, 5, -3, 4]), r"annotation 1: box .* zero or negative size"),
+        (lambda c: c["annotations"][0].update(image_id=12), r"annotation 1: image_id 12 is not in images"),
+        (lambda c: c["images"][0].update(file_name="gone.png"), r"gone\.png \(image 11 of .*\): image missing on disk"),
+        (lambda c: c["images"][0].update(width=41), r"a\.png .*: image is 40x30 but the annotations say 41x30"),
+    ],
+)
+def test_a_bad_annotation_or_image_is_named_or_skipped(coco_dir: Path, change, match) -> None:
+    coco = json.loads((coco_dir / "ann.json").read_text())
+    change(coco)
+    (coco_dir / "bad.json").write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=match + ".*data.skip_bad"):
         CocoDetection(coco_dir / "images", coco_dir / "bad.json")
+    with pytest.warns(UserWarning, match=r"data.skip_bad: skipped 1 of 5 images and annotations"):
+        skipped = CocoDetection(coco_dir / "images", coco_dir / "bad.json", skip_bad=True)
+    clean = CocoDetection(coco_dir / "images", coco_dir / "ann.json")
+    boxes = sum(len(t["boxes"]) for _, t in skipped.items)
+    assert boxes < sum(len(t["boxes"]) for _, t in clean.items) or len(skipped) < len(clean)
+
+
+def test_an_unreadable_image_is_named(coco_dir: Path) -> None:
+    (coco_dir / "images" / "b.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"b\.png .*: image file is empty"):
+        CocoDetection(coco_dir / "images", coco_dir / "ann.json")
 
 
 VOC_XML = """<annotation><filename>{name}.jpg</filename>
@@ -74,7 +109,7 @@ VOC_XML = """<annotation><filename>{name}.jpg</filename>
 <object><name>dog</name><difficult>0</difficult>
   <bndbox><xmin>1</xmin><ymin>2</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object>
 <object><name>cat</name><difficult>1</difficult>
-  <bndbox><xmin>11</xmin><ymin>11</ymin><xmax>60</xmax><ymax>40</ymax></bndbox></object>
+  <bndbox><xmin>11</xmin><ymin>11</ymin><xmax>50</xmax><ymax>40</ymax></bndbox></object>
 </annotation>"""
 
 
@@ -89,12 +124,17 @@ def test_voc_loader(tmp_path: Path) -> None:
     assert len(ds) == 1
     image, target = ds[0]
     assert image.shape == (3, 40, 50) and target["image_id"] == 2
-    # 1-based inclusive corners -> continuous; the second box is clipped to the 50 px width
+    # 1-based inclusive corners -> continuous
     torch.testing.assert_close(target["boxes"], torch.tensor([[0.0, 1, 20, 30], [10, 10, 50, 40]]))
     assert target["labels"].tolist() == [1, 0] and target["iscrowd"].tolist() == [False, True]
     assert len(VocDetection(tmp_path, "trainval", class_names=["cat", "dog"])) == 2  # no split file: all xml
-    with pytest.raises(ValueError, match="not in data.class_names"):
-        VocDetection(tmp_path, "val", class_names=["cat"])
+    with pytest.raises(DataError, match=r"000002\.xml: object 1: class 'cat' is not in data.class_names"):
+        VocDetection(tmp_path, "val", class_names=["dog"])
+    (tmp_path / "Annotations" / "000002.xml").write_text(VOC_XML.format(name="000002").replace("<xmax>50", "<xmax>60"))
+    with pytest.raises(DataError, match=r"000002\.xml: object 1: box .* outside the 50x40 image"):
+        VocDetection(tmp_path, "val", class_names=["cat", "dog"])
+    with pytest.warns(UserWarning, match="skipped 1 of 1 VOC annotations"):
+        assert len(VocDetection(tmp_path, "val", class_names=["cat", "dog"], skip_bad=True)[0][1]["boxes"]) == 1
 
 
 def test_shapes_generator_is_deterministic(tmp_path: Path) -> None:
