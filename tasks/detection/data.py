@@ -49,6 +49,7 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "data" / "generated" / "shapes_detection"
 #: how far (pixels) a box may reach past its image before it is reported instead of clipped
 BOX_TOLERANCE = 1.0
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _empty_target(image_id: int) -> Target:
@@ -283,6 +284,38 @@ class VocDetection(_DetectionDataset):
         return self.items[index]
 
 
+class UnlabelledImages(Dataset):
+    """Every image of a folder, without annotations (``predict``): targets carry the file name and no boxes."""
+
+    def __init__(self, folder: str | Path, skip_bad: bool = False) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DataError(f"data.predict_dir: {self.folder} is not a folder")
+        files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        bad = BadItems(skip_bad, f"images in {self.folder}")
+        self.files = []
+        for path in files:
+            problem = image_header_problem(path)
+            if problem is None:
+                self.files.append(path)
+            else:
+                bad.report(path, problem)
+        bad.finish(total=len(files))
+        if not self.files:
+            raise DataError(f"data.predict_dir: no readable image in {self.folder} ({', '.join(IMAGE_SUFFIXES)})")
+        self.to_float = v2.ToDtype(torch.float32, scale=True)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Target]:
+        index, _ = SampleKey.of(key)
+        path = self.files[index]
+        pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        image = self.to_float(tv_tensors.Image(pixels)).as_subclass(Tensor)
+        return image, {**_empty_target(index), "file_name": path.name}
+
+
 def _labels_and_crowd(inputs: tuple[Any, Target]) -> tuple[Tensor, Tensor]:
     """What :class:`v2.SanitizeBoundingBoxes` filters together with the boxes."""
     return inputs[1]["labels"], inputs[1]["iscrowd"]
@@ -345,6 +378,7 @@ class DetectionDataModule(L.LightningDataModule):
         shapes: dict[str, Any] | None = None,
         seed: int = 0,
         skip_bad: bool = False,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -364,6 +398,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.shapes = dict(shapes or {})
         self.seed = seed
         self.skip_bad = skip_bad
+        self.predict_dir = Path(predict_dir) if predict_dir is not None else None
         self.class_names: tuple[str, ...] | None = SHAPE_CLASSES if format == "shapes" else None
 
     @property
@@ -392,8 +427,16 @@ class DetectionDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
             self.train_set = self.dataset("train")
-        if stage in ("fit", "validate", "test", "predict", None):
+        if stage == "predict" and self.predict_dir is not None:  # unlabelled images: no annotations needed
+            self.predict_set: Dataset = UnlabelledImages(self.predict_dir, self.skip_bad)
+        elif stage in ("fit", "validate", "test", "predict", None):
             self.val_set = self.dataset("val")
+            self.predict_set = self.val_set
+
+    @property
+    def predict_name(self) -> str:
+        """The folder name predictions are written under: ``data.predict_dir``'s name, else ``val``."""
+        return self.predict_dir.name if self.predict_dir is not None else "val"
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return seeded_loader(dataset, self.batch_size, self.num_workers, self.seed, shuffle, collate_fn=collate)
@@ -408,4 +451,4 @@ class DetectionDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.predict_set, shuffle=False)

@@ -8,6 +8,12 @@ it; another reduction is an error). Validation
 reports COCO mAP, mAP@0.5 and mAP@0.75 (``MeanAveragePrecision``, pycocotools backend) and
 draws ``predictions/epoch_XXX.png`` (ground truth green, predictions red) under the run folder.
 
+``predict`` (on ``data.predict_dir``, a folder of unlabelled images of any size, or the validation
+set) writes ``predictions/<folder>/detections.json``, COCO results style (``file_name``,
+``image_id``, ``category_id`` = the label 0..K-1, ``category_name``, ``bbox`` [x, y, w, h] in the
+image's pixels, ``score`` >= ``predict_score_thresh``), and one overlay PNG per image in
+``predictions/<folder>/overlays/``. The class names travel in the checkpoint.
+
 With ``balance: uncertainty`` the learnable weights act on the normalised terms (the task passes
 the foreground count as the slot's ``normalizer``), so the ``log sigma^2`` regulariser is not
 scaled by the count.
@@ -18,6 +24,7 @@ categories, so a mismatch fails before the first step with both numbers in the m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,6 +75,7 @@ class DetectionTask(LossTask):
         class_names: list[str] | None = None,
         plot_every_n_epochs: int = 1,
         plot_score_thresh: float = 0.3,
+        predict_score_thresh: float = 0.3,
         loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
     ) -> None:
@@ -86,6 +94,8 @@ class DetectionTask(LossTask):
         self.class_names = list(class_names) if class_names else None
         self.plot_every_n_epochs = plot_every_n_epochs
         self.plot_score_thresh = plot_score_thresh
+        self.predict_score_thresh = predict_score_thresh
+        self._results: list[dict[str, Any]] = []
         self.model = build_detector(arch, backbone, num_classes, min_size, max_size, fpn_channels, weights_path,
                                     trainable_layers, score_thresh, nms_thresh, detections_per_img,
                                     box_family=self._box_family(self.loss_slots["box"]))
@@ -154,8 +164,42 @@ class DetectionTask(LossTask):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test", self.test_map)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = self.class_names  # predict on unlabelled images names the classes
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = self.class_names or checkpoint.get("class_names")
+
+    def on_predict_epoch_start(self) -> None:
+        self._results = []
+
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
-        return self(batch[0])
+        """Detect, keep the detections above ``predict_score_thresh`` for the json, draw one overlay per image."""
+        images, targets = batch
+        detections = self(images)
+        folder = self._predict_folder()
+        for image, target, det in zip(images, targets, detections):
+            name = str(target.get("file_name", target["image_id"]))
+            keep = det["scores"] >= self.predict_score_thresh
+            for (x0, y0, x1, y1), label, score in zip(det["boxes"][keep].tolist(), det["labels"][keep].tolist(),
+                                                      det["scores"][keep].tolist()):
+                self._results.append({
+                    "file_name": name, "image_id": int(target["image_id"]), "category_id": int(label),
+                    "category_name": self.class_names[label] if self.class_names else str(label),
+                    "bbox": [round(v, 2) for v in (x0, y0, x1 - x0, y1 - y0)], "score": round(score, 4),
+                })  # fmt: skip
+            save_predictions([image], [target], [det], folder / "overlays" / f"{Path(name).stem}.png", self.class_names,
+                             self.predict_score_thresh, max_images=1, title=name)
+        return detections
+
+    def on_predict_epoch_end(self) -> None:
+        rank = f".rank{self.global_rank}" if self.trainer.world_size > 1 else ""
+        path = self._predict_folder() / f"detections{rank}.json"
+        path.write_text(json.dumps(self._results, indent=1))
+
+    def _predict_folder(self) -> Path:
+        name = getattr(getattr(self.trainer, "datamodule", None), "predict_name", "predict")
+        return Path(self.trainer.default_root_dir) / "predictions" / name
 
     def _evaluate(self, batch: Batch, batch_idx: int, stage: str, metric: MeanAveragePrecision) -> None:
         images, targets = batch
