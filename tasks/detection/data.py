@@ -161,6 +161,7 @@ class CocoDetection(_DetectionDataset):
                 continue
             per_image[img["id"]].append(ann)
         self.items = []
+        self.sizes: list[tuple[int, int]] = []  # (width, height) of each item, for the object-size check
         for img in sorted(images.values(), key=lambda i: i["id"]):
             path = self.images_dir / img["file_name"]
             problem = image_header_problem(path, int(img["width"]), int(img["height"]))
@@ -173,6 +174,7 @@ class CocoDetection(_DetectionDataset):
             crowd = [bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0)) for a in anns]
             target = _make_target(boxes, labels, crowd, int(img["id"]), int(img["width"]), int(img["height"]))
             self.items.append((path, target))
+            self.sizes.append((int(img["width"]), int(img["height"])))
         bad.finish(total=len(images) + len(coco["annotations"]))
         if not self.items:
             raise DataError(f"{annotation_file}: no usable image")

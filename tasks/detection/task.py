@@ -25,6 +25,7 @@ categories, so a mismatch fails before the first step with both numbers in the m
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,10 @@ class DetectionTask(LossTask):
             raise ValueError(f"model.num_classes={self.num_classes} but the data has {len(data_classes)} categories "
                              f"{list(data_classes)}; set model.num_classes: {len(data_classes)}")
         self.class_names = self.class_names or list(data_classes)
+        if stage == "fit" and hasattr(datamodule, "train_set"):
+            warning = small_object_warning(datamodule.train_set, self.hparams.arch, *self.image_size)
+            if warning:
+                rank_zero_warn(warning)
 
     def shared_layer(self, slot: str) -> torch.nn.Module:
         return self.model.head  # holds every slot's sub-head (per-term gradients: LossTask.shared_layer)
@@ -226,6 +231,42 @@ class DetectionTask(LossTask):
     def _should_plot(self) -> bool:
         return (self.plot_every_n_epochs > 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking
                 and self.current_epoch % self.plot_every_n_epochs == 0)
+
+
+#: the smallest object side (pixels at the model's input) each detector places positives on: FCOS's finest
+#: FPN stride (a location must fall inside the box), RetinaNet's 32 px P3 anchors at IoU >= 0.5
+MIN_OBJECT_SIDE = {"fcos": 8.0, "retinanet": 20.0}
+
+
+def small_object_warning(dataset: Any, arch: str, min_size: float, max_size: float, share: float = 0.25) -> str | None:
+    """A warning naming ``model.min_size`` when more than ``share`` of the boxes are too small at the model's input.
+
+    torchvision resizes each image so its shorter side is ``min_size`` (the longer at most ``max_size``);
+    a box whose side (geometric mean of width and height) falls below :data:`MIN_OBJECT_SIDE` gets no
+    positive location or anchor, and the detector learns nothing about it (box loss flat, mAP 0).
+    """
+    sizes = getattr(dataset, "sizes", None)
+    if not sizes:
+        return None
+    sides = []
+    for (_, target), (width, height) in zip(dataset.items, sizes):
+        boxes = target["boxes"]
+        if len(boxes):
+            scale = min(min_size / min(width, height), max_size / max(width, height))
+            sides.append(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt() * scale)
+    if not sides:
+        return None
+    sides_at_input = torch.cat(sides)
+    limit = MIN_OBJECT_SIDE[arch]
+    small = float((sides_at_input < limit).float().mean())
+    if small <= share:
+        return None
+    median = float(sides_at_input.median())
+    factor = math.ceil(2 * limit / max(median, 1e-6))
+    return (f"{small:.0%} of the training boxes are smaller than {limit:g} px at the model's input (median side "
+            f"{median:.1f} px with model.min_size={min_size:g}); {arch} places no positives on them and will not "
+            f"learn them. Raise model.min_size and model.max_size about {factor}x (e.g. model.min_size="
+            f"{int(min_size * factor)} model.max_size={int(max_size * factor)}).")
 
 
 def _training_target(target: dict[str, Any]) -> dict[str, Tensor]:

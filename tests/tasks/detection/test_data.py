@@ -19,6 +19,7 @@ from tasks.detection.data import (
     collate,
 )
 from tasks.detection.shapes import CLASSES, generate_shapes
+from tasks.detection.task import small_object_warning
 
 
 def _png(path: Path, width: int, height: int, value: int = 0) -> None:
@@ -231,3 +232,24 @@ def test_datamodule_rejects_bad_settings() -> None:
         DetectionDataModule(format="yolo")
     with pytest.raises(ValueError, match="data.root"):
         DetectionDataModule(format="coco")
+
+
+def _small_object_coco(root: Path, sides: list[float], size: int = 128) -> CocoDetection:
+    """One blank ``size``-px image per box side, each holding one square object of that side."""
+    images, annotations = [], []
+    for i, side in enumerate(sides):
+        _png(root / "images" / f"{i}.png", size, size)
+        images.append({"id": i, "file_name": f"{i}.png", "width": size, "height": size})
+        annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [40, 40, side, side]})
+    (root / "ann.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                               "categories": [{"id": 1, "name": "cell"}]}))
+    return CocoDetection(root / "images", root / "ann.json")
+
+
+def test_small_objects_name_the_setting_to_change(tmp_path: Path) -> None:
+    dataset = _small_object_coco(tmp_path, [6.0, 7.0, 8.0, 9.0, 10.0, 12.0])  # 6-12 px objects on 128-px images
+    warning = small_object_warning(dataset, "fcos", 128, 128)  # the images' native size: sides stay 6-12 px
+    assert warning is not None and "33% of the training boxes are smaller than 8 px" in warning
+    assert "model.min_size=256 model.max_size=256" in warning
+    assert small_object_warning(dataset, "fcos", 256, 256) is None  # doubled: 12-24 px, every box has positives
+    assert "smaller than 20 px" in small_object_warning(dataset, "retinanet", 256, 256)
