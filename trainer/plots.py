@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def plot_loss_curves(log_dir: Path, out_png: Path) -> Path | None:
         k: v for k, v in series.items() if k.startswith("train/loss/") and k.endswith("_epoch") and k not in totals
     }
     prefixed = {p: {k: v for k, v in series.items() if k.startswith(p)} for p in _TERM_PANELS}
-    scores = {k: v for k, v in series.items() if k.startswith("val/") and "/loss" not in k}
+    scores = drop_coco_sentinels({k: v for k, v in series.items() if k.startswith("val/") and "/loss" not in k})
     panels = [
         ("loss (per epoch)", totals, True),
         ("train loss terms (unweighted)", terms, True),
@@ -82,6 +83,15 @@ def plot_loss_curves(log_dir: Path, out_png: Path) -> Path | None:
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
+
+
+def drop_coco_sentinels(series: dict[str, list[tuple[float, float]]]) -> dict[str, list[tuple[float, float]]]:
+    """COCO mAP/mAR logs -1 for "no objects of this size": not a value to plot (it squashes the axis)."""
+    kept = {
+        key: [(x, y) for x, y in points if not (y == -1.0 and re.search(r"/ma[pr](_|$)", key))]
+        for key, points in series.items()
+    }
+    return {key: points for key, points in kept.items() if points}
 
 
 # per-term panels: key prefix -> (title, log scale)
