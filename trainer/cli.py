@@ -1,9 +1,10 @@
-"""Command line: ``python train.py {fit,validate,test,predict,losses} ...``.
+"""Command line: ``python train.py {fit,validate,test,predict,compare,losses} ...``.
 
     python train.py fit -c configs/segmentation/shapes.yaml loss.seg="dice + 0.5*focal"
     python train.py fit --resume runs/shapes/version_0          # continue an interrupted run
     python train.py test -c runs/shapes/version_0/config.yaml   # evaluate its best checkpoint
     python train.py losses [NAME] [--family region]             # the catalogue / one loss card
+    python train.py compare -c RECIPE --slot seg --losses dice "dice + ce" --seeds 3   # a leaderboard
 
 Config and loss errors print one message naming the config path and exit with status 2.
 """
@@ -92,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--ckpt", default=None, help="checkpoint or run folder (default: the newest run's best)")
         p.set_defaults(handler=_run_stage, stage=name)
+    p = sub.add_parser("compare", help="rank several losses for one slot over seeds (a resumable leaderboard)")
+    p.add_argument("-c", "--config", action="append", required=True, help="the recipe (repeat to merge several)")
+    p.add_argument("--slot", required=True, help="the loss slot to vary, e.g. seg")
+    p.add_argument("--losses", nargs="+", required=True, help='candidates, e.g. dice "dice + ce" focal_tversky')
+    p.add_argument("--seeds", type=int, default=3, help="seeds per candidate (default 3)")
+    p.add_argument("--grid", default=None, help="a grid over one loss parameter, e.g. focal.gamma=0,1,2")
+    p.add_argument("--name", default=None, help="the comparison's folder under <run.root>/compare/")
+    p.add_argument("--gpus", type=int, default=0, help="run cells in parallel, one per local GPU")
+    p.add_argument("--slurm", action="store_true", help="write an sbatch array script (one task per cell)")
+    p.add_argument("--cell", type=int, default=None, help="run only this cell (what the array tasks call)")
+    p.add_argument("--report", action="store_true", help="only aggregate the finished cells")
+    p.add_argument("overrides", nargs="*", help="dotlist overrides for every cell, e.g. trainer.max_epochs=3")
+    p.set_defaults(handler=_compare)
     p = sub.add_parser("losses", help="list the loss catalogue or describe one loss")
     p.add_argument("name", nargs="?", help="a loss name: print its formula, parameters and reference")
     p.add_argument("--family", default=None, help=f"only this family ({', '.join(losses.FAMILIES)})")
@@ -238,6 +252,12 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
     plot = run_dir / "plots" / "loss_curves.png"
     if plot.is_file():
         console.print(f"loss curves: {plot}")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from trainer.compare import compare  # matplotlib/scipy only when comparing
+
+    return compare(args)
 
 
 def _losses(args: argparse.Namespace) -> int:
