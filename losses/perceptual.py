@@ -127,10 +127,13 @@ class _FeatureLoss(nn.Module):
 
     name = "feature"
 
-    def __init__(self, backbone: str, layers: Sequence[str], weights: str | None, layer_weights: Sequence[float] | None,
-                 input_range: Sequence[float], reduction: str) -> None:  # fmt: skip
+    DEFAULT_LAYERS: dict[str, list[str]] = {}
+
+    def __init__(self, backbone: str = "efficientnet_lite0", layers: Sequence[str] | None = None,
+                 weights: str | None = None, layer_weights: Sequence[float] | None = None,
+                 input_range: Sequence[float] = (0.0, 1.0), reduction: str = "mean") -> None:  # fmt: skip
         super().__init__()
-        network = FeatureNetwork(backbone, layers, weights, self.name)
+        network = FeatureNetwork(backbone, layers or self.DEFAULT_LAYERS.get(backbone, []), weights, self.name)
         object.__setattr__(self, "network", network)  # not a submodule: no state_dict entry, no optimiser group
         if layer_weights is not None and len(layer_weights) != len(network.order):
             raise LossConfigError(f"{self.name}: {len(layer_weights)} layer_weights for {len(network.order)} layers")
@@ -195,12 +198,6 @@ class PerceptualLoss(_FeatureLoss):
     name = "perceptual"
     DEFAULT_LAYERS = {"vgg16": ["relu2_2"], "vgg19": ["relu2_2"], "efficientnet_lite0": ["block2", "block4"]}
 
-    def __init__(self, backbone: str = "efficientnet_lite0", layers: Sequence[str] | None = None,
-                 weights: str | None = None, layer_weights: Sequence[float] | None = None,
-                 input_range: Sequence[float] = (0.0, 1.0), reduction: str = "mean") -> None:  # fmt: skip
-        layers = layers or self.DEFAULT_LAYERS.get(backbone, [])
-        super().__init__(backbone, layers, weights, layer_weights, input_range, reduction)
-
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         fake, real = self.features(pred, target)
@@ -253,12 +250,6 @@ class StyleLoss(_FeatureLoss):
         "vgg19": ["relu1_2", "relu2_2", "relu3_4", "relu4_4"],
         "efficientnet_lite0": ["block0", "block2", "block4", "block7"],
     }
-
-    def __init__(self, backbone: str = "efficientnet_lite0", layers: Sequence[str] | None = None,
-                 weights: str | None = None, layer_weights: Sequence[float] | None = None,
-                 input_range: Sequence[float] = (0.0, 1.0), reduction: str = "mean") -> None:  # fmt: skip
-        layers = layers or self.DEFAULT_LAYERS.get(backbone, [])
-        super().__init__(backbone, layers, weights, layer_weights, input_range, reduction)
 
     @float32_forward
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:

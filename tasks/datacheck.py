@@ -65,8 +65,12 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return image.size
 
 
-def image_problem(path: str | Path) -> str | None:
-    """None when ``path`` decodes completely as an image, else what is wrong (empty, truncated, not an image)."""
+def image_problem(path: str | Path, decode: bool = True, size: tuple[int, int] | None = None) -> str | None:
+    """None when ``path`` is a readable image, else what is wrong (missing, empty, truncated, not an image).
+
+    ``decode``: decode every pixel (finds truncated data; ``False`` reads the header only, for large
+    datasets); ``size``: the (width, height) the image must have.
+    """
     path = Path(path)
     if not path.is_file():
         return "missing"
@@ -74,7 +78,11 @@ def image_problem(path: str | Path) -> str | None:
         return "empty file (0 bytes)"
     try:
         with Image.open(path) as image:
-            image.load()  # a full decode: verify() misses truncated pixel data
+            if decode:
+                image.load()  # a full decode: verify() misses truncated pixel data
+            found = image.size
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         return f"not a readable image ({err})"
+    if size is not None and found != tuple(size):
+        return f"image is {found[0]}x{found[1]}, expected {size[0]}x{size[1]}"
     return None

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from tasks.datacheck import BadItems, DataError
+from tasks.datacheck import BadItems, DataError, image_problem
 from tasks.detection.shapes import CLASSES as SHAPE_CLASSES
 from tasks.detection.shapes import generate_shapes
 from tasks.sampling import SampleKey, seeded_loader
@@ -67,22 +67,6 @@ def box_problem(box: Sequence[float], width: float, height: float) -> str | None
     t = BOX_TOLERANCE
     if x0 < -t or y0 < -t or x1 > width + t or y1 > height + t:
         return f"box {list(box)} (xyxy) lies outside the {width:g}x{height:g} image"
-    return None
-
-
-def image_header_problem(path: Path, width: int | None = None, height: int | None = None) -> str | None:
-    """None when ``path`` exists, is not empty, opens as an image and (if given) has that size."""
-    if not path.is_file():
-        return "image missing on disk"
-    if path.stat().st_size == 0:
-        return "image file is empty (0 bytes)"
-    try:
-        with Image.open(path) as image:
-            size = image.size
-    except (OSError, SyntaxError) as err:
-        return f"not a readable image ({err})"
-    if width is not None and height is not None and size != (width, height):
-        return f"image is {size[0]}x{size[1]} but the annotations say {width}x{height}"
     return None
 
 
@@ -164,7 +148,7 @@ class CocoDetection(_DetectionDataset):
         self.sizes: list[tuple[int, int]] = []  # (width, height) of each item, for the object-size check
         for img in sorted(images.values(), key=lambda i: i["id"]):
             path = self.images_dir / img["file_name"]
-            problem = image_header_problem(path, int(img["width"]), int(img["height"]))
+            problem = image_problem(path, decode=False, size=(int(img["width"]), int(img["height"])))
             if problem is not None:
                 bad.report(f"{path} (image {img['id']} of {annotation_file})", problem)
                 continue
@@ -272,7 +256,7 @@ class VocDetection(_DetectionDataset):
             if parsed is None:
                 continue
             path = root / "JPEGImages" / parsed[0]
-            problem = image_header_problem(path)
+            problem = image_problem(path, decode=False)
             if problem is not None:
                 bad.report(f"{path} (of {xml.name})", problem)
                 continue
@@ -297,7 +281,7 @@ class UnlabelledImages(Dataset):
         bad = BadItems(skip_bad, f"images in {self.folder}")
         self.files = []
         for path in files:
-            problem = image_header_problem(path)
+            problem = image_problem(path, decode=False)
             if problem is None:
                 self.files.append(path)
             else:
