@@ -255,6 +255,15 @@ class TranslationTask(LossTask):
         if data_mode is not None and data_mode not in DATA_MODES[self.mode]:
             raise DataError(f"data.mode={data_mode!r} does not fit model.mode={self.mode!r}: use data.mode="
                             f"{' or '.join(DATA_MODES[self.mode])}")
+        train_set = getattr(datamodule, "train_set", None) if stage == "fit" else None
+        if train_set is not None and len(train_set):  # the training crops must pass through every level
+            size = min(next(v for v in train_set[0].values() if isinstance(v, Tensor) and v.dim() == 3).shape[-2:])
+            if size % self.size_multiple:
+                raise ValueError(
+                    f"data.crop: training images of {size} px must be a multiple of {self.size_multiple} px for "
+                    f"model.mode={self.mode!r} (the generator halves them that often); set data.crop to a multiple "
+                    f"of {self.size_multiple}" + (", or lower model.num_downs" if self.mode != "cyclegan" else "")
+                )
 
     def optimizer_modules(self, name: str) -> list[str]:
         """The attribute names of the networks optimiser ``name`` trains."""

@@ -88,6 +88,7 @@ CASES = [
     (TRANSLATION, ["loss.generator=giou"], "loss.generator: 'giou' is an overlap loss"),
     (TRANSLATION, ["optim.generator.lr=0"], "optim.generator.lr"),
     (TRANSLATION, ["optim.critic.lr=1"], "optim.critic: this task has the optimisers generator, discriminator"),
+    (TRANSLATION, ["data.dehaze={num_train: 4, num_val: 2, size: 40}"], "data.crop: training images of 40 px must"),
     (TRANSLATION, ["data.root=/nope/pairs"], "data.root: /nope/pairs does not exist"),
     (TRANSLATION, ["loss.discriminator=dice"], "loss.discriminator: 'dice' is a region loss"),
     (FORECASTING, ["data.horizon=0"], "data.horizon"),
