@@ -18,7 +18,10 @@ the same settings always write the same files; validation photos are disjoint fr
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +96,20 @@ def generate_dehaze(
     beta: tuple[float, float] = (1.0, 2.5),
     airlight: tuple[float, float] = (0.7, 1.0),
 ) -> Path:
-    """Write the embedded dehazing set (once per settings) and return its folder."""
+    """Write the embedded dehazing set (once per settings, in its own sub-folder) and return its folder.
+
+    The folder is named by the settings, so two settings never share (or half-overwrite) files; it is
+    written under a temporary name and renamed when complete, so a concurrent or interrupted run
+    never reads a partial set.
+    """
     settings = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed,
                 "beta": list(beta), "airlight": list(airlight), "version": 1}
-    root = Path(root)
-    stamp = root / "settings.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == settings:
-        return root
+    digest = hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=4).hexdigest()
+    final = Path(root) / f"n{num_train}-{num_val}_s{size}_seed{seed}_{digest}"
+    if (final / "settings.json").is_file():
+        return final
+    root = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(root, ignore_errors=True)
     rng = np.random.default_rng(seed)
     for split, photos, count in (("train", TRAIN_PHOTOS, num_train), ("val", VAL_PHOTOS, num_val)):
         loaded = [_photo(name) for name in photos]
@@ -121,8 +131,12 @@ def generate_dehaze(
             name = f"{photos[k]}_{i:04d}.png"
             _write(root / split / "A" / name, hazy)
             _write(root / split / "B" / name, crop)
-    stamp.write_text(json.dumps(settings))
-    return root
+    (root / "settings.json").write_text(json.dumps(settings))
+    try:
+        root.rename(final)
+    except OSError:  # another process finished the same set first
+        shutil.rmtree(root, ignore_errors=True)
+    return final
 
 
 # --------------------------------------------------------------------------- folders
