@@ -10,9 +10,9 @@ The feature network is named by ``backbone`` and never downloaded:
 
 The network is frozen and in eval mode. It is *not* a submodule: it moves with the loss
 (``.to()``) but stays out of ``state_dict`` (a checkpoint does not carry 500 MB of VGG; the loss
-rebuilds it from its parameters) and out of every optimiser group. Inputs in ``input_range``
-([0, 1], or [-1, 1] for tanh generators) are mapped to [0, 1] and ImageNet-normalised; one-channel
-images are repeated to three.
+rebuilds it from its parameters) and out of every optimiser group. Inputs in ``value_range``
+([0, 1], or [-1, 1] for tanh generators; as for ``ssim``, the translation task injects it) are
+mapped to [0, 1] and ImageNet-normalised; one-channel images are repeated to three.
 """
 
 from __future__ import annotations
@@ -131,17 +131,17 @@ class _FeatureLoss(nn.Module):
 
     def __init__(self, backbone: str = "efficientnet_lite0", layers: Sequence[str] | None = None,
                  weights: str | None = None, layer_weights: Sequence[float] | None = None,
-                 input_range: Sequence[float] = (0.0, 1.0), reduction: str = "mean") -> None:  # fmt: skip
+                 value_range: Sequence[float] = (0.0, 1.0), reduction: str = "mean") -> None:  # fmt: skip
         super().__init__()
         network = FeatureNetwork(backbone, layers or self.DEFAULT_LAYERS.get(backbone, []), weights, self.name)
         object.__setattr__(self, "network", network)  # not a submodule: no state_dict entry, no optimiser group
         if layer_weights is not None and len(layer_weights) != len(network.order):
             raise LossConfigError(f"{self.name}: {len(layer_weights)} layer_weights for {len(network.order)} layers")
         self.layer_weights = [float(w) for w in (layer_weights or [1.0] * len(network.order))]
-        low, high = (float(v) for v in input_range)
+        low, high = (float(v) for v in value_range)
         if not high > low:
-            raise LossConfigError(f"{self.name}: input_range must be [low, high] with high > low, got {input_range}")
-        self.input_range = (low, high)
+            raise LossConfigError(f"{self.name}: value_range must be [low, high] with high > low, got {value_range}")
+        self.value_range = (low, high)
         self.reduction = check_reduction(reduction)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> _FeatureLoss:
@@ -152,7 +152,7 @@ class _FeatureLoss(nn.Module):
         if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] not in (1, 3):
             raise LossInputError(f"{self.name}: expected pred and target (N, 1 or 3, H, W) of one shape, got "
                                  f"{tuple(pred.shape)} and {tuple(target.shape)}")
-        low, high = self.input_range
+        low, high = self.value_range
         both = (torch.cat((pred, target.detach())) - low) / (high - low)
         both = both.expand(-1, 3, -1, -1) if both.shape[1] == 1 else both
         feats = self.network(both.to(self.network.mean.dtype))
@@ -181,11 +181,11 @@ class PerceptualLoss(_FeatureLoss):
         weights: VGG: a local state_dict path (required); EfficientNet: null (the packaged ImageNet weights);
             "random": a seeded random initialisation.
         layer_weights: w_j per layer (default 1).
-        input_range: [low, high] of the images (e.g. [-1, 1] for a tanh generator).
+        value_range: [low, high] of the images (e.g. [-1, 1] for a tanh generator).
         reduction: "mean" | "sum" | "none" over the batch.
 
     Shape:
-        - pred, target: (N, 1 or 3, H, W) in ``input_range``.
+        - pred, target: (N, 1 or 3, H, W) in ``value_range``.
         - output: scalar; (N,) with reduction="none".
 
     Example:
@@ -230,11 +230,11 @@ class StyleLoss(_FeatureLoss):
         layers: layer names; None = the backbone's default (Johnson's four VGG layers).
         weights: VGG: a local state_dict path (required); EfficientNet: null (packaged weights); or "random".
         layer_weights: w_j per layer (default 1).
-        input_range: [low, high] of the images.
+        value_range: [low, high] of the images.
         reduction: "mean" | "sum" | "none" over the batch.
 
     Shape:
-        - pred, target: (N, 1 or 3, H, W) in ``input_range``.
+        - pred, target: (N, 1 or 3, H, W) in ``value_range``.
         - output: scalar; (N,) with reduction="none".
 
     Example:

@@ -40,9 +40,9 @@ def test_gram_matrix_and_style_by_hand():
     torch.testing.assert_close(crit(pred, target), expected)
 
 
-def test_input_range_and_grey_images():
+def test_value_range_and_grey_images():
     torch.manual_seed(2)
-    unit, tanh = _vgg("perceptual"), _vgg("perceptual", input_range=[-1, 1])
+    unit, tanh = _vgg("perceptual"), _vgg("perceptual", value_range=[-1, 1])
     pred, target = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
     torch.testing.assert_close(tanh(2 * pred - 1, 2 * target - 1), unit(pred, target))
     torch.testing.assert_close(unit(pred, target), unit(pred.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)))
