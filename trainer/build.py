@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -20,9 +22,9 @@ from omegaconf import DictConfig
 
 import losses
 from tasks.guard import POLICIES
-from tasks.optim import parse_optim
+from tasks.optim import OptimSpec, build_optimizer, parse_optim
 from trainer.callbacks import LossCurvePlot, MonitorCheck, ResumeDataPosition, RunProgressBar, StepSeed
-from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt
+from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt, LastCheckpoint
 from trainer.config import (
     RUN_DEFAULTS,
     TOP_LEVEL_KEYS,
@@ -90,9 +92,11 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     check_against_signature(config["data"], package.DATAMODULE.__init__, "data")
     check_loss_section(config["loss"], package.TASK.LOSS_SLOTS)
     try:
-        parse_optim(config["optim"], package.TASK.OPTIMIZERS)
+        optimisers = parse_optim(config["optim"], package.TASK.OPTIMIZERS)
     except losses.LossConfigError as err:
         raise ConfigError(str(err)) from None
+    for name, spec in optimisers.items():
+        _try_optimiser(spec, f"optim.{name}" if name else "optim")
     check_keys(config["run"], RUN_DEFAULTS, "run")
     if config["run"].get("on_nonfinite", "stop") not in POLICIES:
         raise ConfigError(
@@ -104,6 +108,25 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     check_against_signature(config["trainer"], L.Trainer.__init__, "trainer")
     check_values(config)
     return config
+
+
+# words torch's optimisers use in their argument errors for keys named otherwise
+_OPTIMISER_WORDS = {"beta": "betas", "epsilon": "eps", "learning rate": "lr"}
+
+
+def _try_optimiser(spec: OptimSpec, where: str) -> None:
+    """Build the optimiser on one dummy parameter, so torch's own argument checks (betas in [0, 1), eps >= 0 ...)
+    fail before anything else is built, naming the key; momentum must also be < 1 (torch checks only >= 0)."""
+    momentum = spec.kwargs.get("momentum")
+    if isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and not 0 <= momentum < 1:
+        raise ConfigError(f"{where}.momentum: expected a number in [0, 1), got {momentum!r}")
+    try:
+        build_optimizer(spec, [{"params": [torch.nn.Parameter(torch.zeros(1))]}])
+    except (ValueError, TypeError, RuntimeError) as err:
+        message = str(err).strip().splitlines()[0]
+        words = {**{key: key for key in spec.kwargs}, **_OPTIMISER_WORDS}
+        key = next((key for word, key in words.items() if word in message.lower()), None)
+        raise ConfigError(f"{where}.{key}: {message}" if key else f"{where} ({spec.name}): {message}") from None
 
 
 def run_base(run: dict[str, Any], task: str) -> Path:
@@ -160,11 +183,10 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     task.term_grad_norms = run["term_grad_norms"]
     monitor = run["monitor"] or task.MONITOR
     mode = run["mode"] or task.MONITOR_MODE
-    # best-*.ckpt by the monitor; last.ckpt without one, so it is written even before the first
-    # validation (Lightning defers a monitored checkpoint until its metric exists)
+    # best-*.ckpt by the monitor; last.ckpt after every epoch and every n steps, so it is written even before
+    # the first validation (Lightning defers a monitored checkpoint until its metric exists)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor, mode=mode)
-    every = run["checkpoint_every_n_steps"]
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_train_steps=every)
+    last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", every_n_steps=run["checkpoint_every_n_steps"])
     callbacks: list[L.Callback] = [
         best, last, StepSeed(config["seed"]), ResumeDataPosition(), LearningRateMonitor(),
         CheckpointOnInterrupt(last), MonitorCheck(monitor),
@@ -204,16 +226,32 @@ def _construct(section: str, factory: Any, **kwargs: Any) -> Any:
         raise
     except (ValueError, FileNotFoundError, NotADirectoryError, MisconfigurationException) as err:
         raise ConfigError(_name_the_key(section, str(err))) from err
+    except TypeError as err:  # Lightning checks some argument types this way (`devices` ... should be an int > 0)
+        if section != "trainer":
+            raise
+        raise ConfigError(_name_the_key(section, str(err))) from err
 
 
 def _name_the_key(section: str, message: str) -> str:
     """``section.key: ...``: keep a message that names its key; Lightning's ```key``` quoting becomes the key path."""
     if message.startswith((f"{section}.", f"{section}:")):
         return message
-    quoted = re.search(r"`(\w+)`", message)
-    if section == "trainer" and quoted:
-        return f"trainer.{quoted.group(1)}: {message}"
+    if section == "trainer" and trainer_argument_error(message):
+        return trainer_argument_error(message)
     return f"{section}: {message}"
+
+
+def trainer_argument_error(message: str) -> str | None:
+    """``trainer.<key>: message`` when a Lightning error names a ``Trainer`` argument, else None.
+
+    The argument is the first one quoted or assigned (```val_check_interval```, ```strategy='foo'```,
+    ``Trainer(devices=0)``), else the first ``snake_case`` word that is one (``... for limit_train_batches``).
+    """
+    accepted = inspect.signature(L.Trainer.__init__).parameters
+    quoted = [key for pair in re.findall(r"`(\w+)`|\b(\w+)=", message) for key in pair if key in accepted]
+    named = [word for word in re.findall(r"\b([a-z]+_\w+)\b", message) if word in accepted]
+    key = next(iter(quoted + named), None)
+    return f"trainer.{key}: {message.strip()}" if key else None
 
 
 def _keep_previous_metrics(log_dir: Path) -> None:

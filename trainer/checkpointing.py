@@ -4,6 +4,10 @@
   it to disk and renames it into place, so a crash, a full disk or a kill while saving leaves the
   previous ``last.ckpt`` intact instead of a truncated one (Lightning's own transaction writes
   through the system temp folder and copies across file systems, which is not atomic).
+* :class:`LastCheckpoint` writes ``last.ckpt`` after every training epoch (after its validation),
+  every ``run.checkpoint_every_n_steps`` steps and when training ends. (Lightning 2.6's
+  ``ModelCheckpoint(save_last=True)`` writes it only beside a top-k save, so with nothing to rank it
+  wrote ``last.ckpt`` only at the very end: a run killed in epoch 9 left nothing to resume from.)
 * :class:`CheckpointOnInterrupt` makes SIGTERM (``kill``, a scheduler's pre-emption or time limit)
   and Ctrl-C stop a run at the next step boundary and write ``last.ckpt`` when at least one step
   ran, so ``fit --resume`` continues exactly. Lightning turns SIGTERM into a
@@ -24,10 +28,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["AtomicCheckpointIO", "CheckpointOnInterrupt"]
+__all__ = ["AtomicCheckpointIO", "CheckpointOnInterrupt", "LastCheckpoint"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -49,6 +53,34 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             partial.unlink(missing_ok=True)
 
 
+class LastCheckpoint(Checkpoint):
+    """Write ``path`` (``checkpoints/last.ckpt``) at the end of every training epoch and every ``every_n_steps`` steps.
+
+    The epoch-end save comes after the epoch's validation and, being a ``Checkpoint`` listed after the
+    ``best`` callback, after that callback's own save, so it holds its record too.
+    Every rank calls :meth:`save` (a collective under DDP); rank 0 writes the file.
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: int | None = None) -> None:
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._saved_step = -1
+
+    def save(self, trainer: L.Trainer) -> Path:
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_step = trainer.global_step
+        return self.path
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step = trainer.global_step  # unchanged over the batches of one accumulated step: saved once
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self._saved_step:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > 0:
+            self.save(trainer)
+
+
 class CheckpointOnInterrupt(L.Callback):
     """Stop at the next step boundary on SIGTERM or Ctrl-C and write the ``last`` callback's ``last.ckpt``.
 
@@ -56,7 +88,7 @@ class CheckpointOnInterrupt(L.Callback):
     :attr:`saved` is the checkpoint written (None when no training step had run).
     """
 
-    def __init__(self, last: ModelCheckpoint) -> None:
+    def __init__(self, last: LastCheckpoint) -> None:
         self.last = last
         self.signal: str | None = None
         self.saved: Path | None = None
@@ -86,11 +118,7 @@ class CheckpointOnInterrupt(L.Callback):
         if self.signal is None:
             self.signal = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
         if trainer.global_step > 0 and isinstance(exception, SIGTERMException):  # a step boundary: a consistent state
-            self.saved = Path(self.last.format_checkpoint_name({}, ModelCheckpoint.CHECKPOINT_NAME_LAST))
-            # the `last` callback's own record (saved inside the checkpoint), so the resumed run overwrites
-            # this file instead of writing last-v1.ckpt beside it
-            self.last.last_model_path = str(self.saved)
-            trainer.save_checkpoint(self.saved)  # every rank calls it (a collective under DDP)
+            self.saved = self.last.save(trainer)  # every rank calls it (a collective under DDP)
 
     def _restore_sigint(self) -> None:
         if self._previous_sigint is not None and threading.current_thread() is threading.main_thread():

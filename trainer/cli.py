@@ -17,12 +17,13 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,7 +31,16 @@ from rich.table import Table
 import losses
 from tasks.datacheck import DataError
 from tasks.guard import NonFiniteLossError
-from trainer.build import TASK_PACKAGES, build, check_run_folder, run_base, run_directory, task_package, validate
+from trainer.build import (
+    TASK_PACKAGES,
+    build,
+    check_run_folder,
+    run_base,
+    run_directory,
+    task_package,
+    trainer_argument_error,
+    validate,
+)
 from trainer.checkpointing import CheckpointOnInterrupt
 from trainer.config import CONFIG_FILENAME, ConfigError, load_config, save_config
 
@@ -143,18 +153,28 @@ def _run_stage(args: argparse.Namespace) -> int:
     before = _files(run_dir / "predictions") if args.stage == "predict" else {}
     # predict: the tasks write their outputs as they go; holding every output in memory is not needed
     kwargs = {"return_predictions": False} if args.stage == "predict" else {}
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores Ctrl-C after catching one; undone below
     try:
         stage(objects.task, datamodule=objects.datamodule, ckpt_path=str(ckpt) if ckpt else None, **kwargs)
-    except (SIGTERMException, KeyboardInterrupt):
+    except (SystemExit, KeyboardInterrupt) as err:  # SIGTERMException is a SystemExit; so is Lightning's Ctrl-C exit
+        if not (isinstance(err, (SIGTERMException, KeyboardInterrupt)) or objects.trainer.interrupted):
+            raise
+        if fresh:
+            _remove_if_untrained(run_dir)
         return _interrupted(objects.trainer, run_dir)
-    except (ConfigError, DataError, ValueError) as err:  # found when the data was read: no run to keep
-        if fresh and not any(run_dir.glob("checkpoints/*.ckpt")):
-            shutil.rmtree(run_dir, ignore_errors=True)
-            with contextlib.suppress(OSError):  # the recipe's folder too, when this was its only run
-                run_dir.parent.rmdir()
-        if isinstance(err, ValueError) and not isinstance(err, (ConfigError, DataError)) and _names_a_key(str(err)):
+    except (ConfigError, DataError, ValueError, MisconfigurationException) as err:  # found when data was read
+        if fresh:
+            _remove_if_untrained(run_dir)
+        if isinstance(err, (ConfigError, DataError)):
+            raise
+        if _names_a_key(str(err)):
             raise ConfigError(str(err)) from None  # a task's setup-time check of a config value
+        if trainer_argument_error(str(err)):  # Lightning checks some trainer.* values only when the data is known
+            raise ConfigError(trainer_argument_error(str(err))) from None
         raise
+    finally:
+        if sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
     if args.stage == "fit":
         _print_metrics(objects.trainer.callback_metrics, run_dir)
     elif args.stage == "predict":
@@ -181,6 +201,14 @@ def _print_written(folder: Path, before: dict[Path, tuple[int, int]]) -> None:
     width = max(len(sub) for sub, _ in groups) + 2
     for (sub, suffix), count in sorted(groups.items()):
         console.print(escape(f"  {sub + '/':<{width}} {count:>5} {suffix}"), highlight=False)
+
+
+def _remove_if_untrained(run_dir: Path) -> None:
+    """A fresh run stopped before any checkpoint: remove its folder (and the recipe's, when it was the only run)."""
+    if not any(run_dir.glob("checkpoints/*.ckpt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            run_dir.parent.rmdir()
 
 
 def _names_a_key(message: str) -> bool:
@@ -264,6 +292,8 @@ def _losses(args: argparse.Namespace) -> int:
     if args.name:
         print(losses.info(args.name))
         return 0
+    if args.family is not None and args.family not in losses.FAMILIES:
+        raise ConfigError(f"--family: expected one of {', '.join(losses.FAMILIES)}, got {args.family!r}")
     families = [args.family] if args.family else list(losses.FAMILIES)
     slots = _slots_by_family(args.task) if args.task is not None else {}
     if args.task is not None:  # only what one of the task's slots accepts (the task declares the families)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,10 +37,27 @@ RUN_DEFAULTS = {
     "term_grad_norms": None,  # log each loss term's gradient norm and share every N training batches
 }
 CONFIG_FILENAME = "config.yaml"
-# lower bounds of values the framework and Lightning take (types are checked against the signatures)
+# lower bounds of values the framework, the tasks and Lightning take, wherever the key is set (types are
+# checked against the signatures); a key means the same in every task that has it
 LOWER_BOUNDS = {
     ("data", "batch_size"): 1,
     ("data", "num_workers"): 0,
+    ("data", "image_size"): 1,
+    ("data", "num_classes"): 1,
+    ("model", "num_classes"): 1,
+    ("model", "in_channels"): 1,
+    ("model", "out_channels"): 1,
+    ("model", "embedding_size"): 1,
+    ("model", "hidden_size"): 1,
+    ("model", "width"): 1,
+    ("model", "ngf"): 1,
+    ("model", "ndf"): 1,
+    ("model", "kernel_size"): 1,
+    ("model", "min_size"): 1,
+    ("model", "max_size"): 1,
+    ("model", "detections_per_img"): 1,
+    ("model", "pool_size"): 0,
+    ("model", "folds"): 2,
     ("trainer", "max_epochs"): -1,
     ("trainer", "min_epochs"): 0,
     ("trainer", "max_steps"): -1,
@@ -48,9 +66,27 @@ LOWER_BOUNDS = {
     ("trainer", "check_val_every_n_epoch"): 1,
     ("trainer", "num_sanity_val_steps"): -1,
     ("trainer", "gradient_clip_val"): 0,
+    ("trainer", "limit_train_batches"): 0,
+    ("trainer", "limit_val_batches"): 0,
+    ("trainer", "limit_test_batches"): 0,
+    ("trainer", "limit_predict_batches"): 0,
     ("run", "checkpoint_every_n_steps"): 1,
     ("run", "term_grad_norms"): 1,
 }
+# values that must be > 0
+POSITIVE = (("trainer", "val_check_interval"),)
+# probabilities and fractions in [0, 1]
+PROBABILITIES = (
+    ("model", "dropout"),
+    ("model", "score_thresh"),
+    ("model", "nms_thresh"),
+    ("model", "plot_score_thresh"),
+    ("model", "predict_score_thresh"),
+    ("data", "translate"),
+)
+# sections whose numbers must all be finite (loss parameters are checked by each loss)
+FINITE_SECTIONS = ("model", "data", "optim", "trainer", "run")
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
 # data keys naming a file or folder that must exist before anything is built
 DATA_PATH_KEYS = ("root", "path", "csv", "predict_dir", "predict_path")
 
@@ -65,7 +101,7 @@ def load_config(paths: str | Path | Sequence[str | Path], overrides: Iterable[st
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     cfg = OmegaConf.create()
     for path in paths:
-        cfg = OmegaConf.merge(cfg, _load_with_extends(Path(path), seen=()))
+        cfg = _merge(cfg, _load_with_extends(Path(path), seen=()), str(path))
     for item in overrides:
         apply_override(cfg, item)
     for key, value in RUN_DEFAULTS.items():
@@ -93,8 +129,23 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...]) -> DictConfig:
         return cfg
     merged = OmegaConf.create()
     for base in [bases] if isinstance(bases, str) else list(bases):
-        merged = OmegaConf.merge(merged, _load_with_extends(path.parent / str(base), (*seen, path)))
-    return OmegaConf.merge(merged, cfg)
+        merged = _merge(merged, _load_with_extends(path.parent / str(base), (*seen, path)), str(path))
+    return _merge(merged, cfg, str(path))
+
+
+def _merge(base: DictConfig, later: DictConfig, where: str) -> DictConfig:
+    """Merge ``later`` over ``base``; a loss slot in ``later`` replaces the earlier one whole (a preset's
+    ``seg: {name: focal}`` over a recipe's list, or over another loss whose parameters must not carry over)."""
+    earlier = base.get("loss")
+    if isinstance(earlier, DictConfig) and isinstance(later.get("loss"), DictConfig):
+        base = base.copy()
+        for slot in later.loss:
+            if slot in base.loss:
+                base.loss.pop(slot)
+    try:
+        return OmegaConf.merge(base, later)
+    except (OmegaConfBaseException, TypeError, ValueError) as err:  # a list over a mapping and the like
+        raise ConfigError(f"{where}: cannot merge it over the earlier config: {_one_line(err)}") from None
 
 
 def normalise_loss_slots(cfg: DictConfig) -> DictConfig:
@@ -253,11 +304,29 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, losses.Slot]
 
 
 def check_values(config: Mapping[str, Any]) -> None:
-    """Ranges (:data:`LOWER_BOUNDS`, ``run.mode``) and data paths (:data:`DATA_PATH_KEYS`) of a whole config."""
+    """Ranges (:data:`LOWER_BOUNDS`, :data:`POSITIVE`, :data:`PROBABILITIES`, finite numbers, the seed,
+    ``run.mode``, ``data.scale_range``) and data paths (:data:`DATA_PATH_KEYS`) of a whole config."""
+    for section in FINITE_SECTIONS:
+        _check_finite(config.get(section), section)
+    seed = config.get("seed")
+    if _is_number(seed) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ConfigError(f"seed: expected an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {seed!r}")
     for (section, key), low in LOWER_BOUNDS.items():
         value = (config.get(section) or {}).get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= low:
+        if _is_number(value) and not value >= low:
             raise ConfigError(f"{section}.{key}: expected a number >= {low}, got {value!r}")
+    for section, key in POSITIVE:
+        value = (config.get(section) or {}).get(key)
+        if _is_number(value) and not value > 0:
+            raise ConfigError(f"{section}.{key}: expected a number > 0, got {value!r}")
+    for section, key in PROBABILITIES:
+        value = (config.get(section) or {}).get(key)
+        if _is_number(value) and not 0 <= value <= 1:
+            raise ConfigError(f"{section}.{key}: expected a value in [0, 1], got {value!r}")
+    scale = (config.get("data") or {}).get("scale_range")
+    pair = isinstance(scale, (list, tuple)) and len(scale) == 2 and all(map(_is_number, scale))
+    if scale is not None and not (pair and 0 < scale[0] <= scale[1]):
+        raise ConfigError(f"data.scale_range: expected [low, high] with 0 < low <= high, got {scale!r}")
     mode = (config.get("run") or {}).get("mode")
     if mode not in (None, "min", "max"):
         raise ConfigError(f"run.mode: expected min or max (or null: the task's), got {mode!r}")
@@ -265,3 +334,19 @@ def check_values(config: Mapping[str, Any]) -> None:
         value = (config.get("data") or {}).get(key)
         if isinstance(value, str) and not Path(value).expanduser().exists():
             raise ConfigError(f"data.{key}: {value} does not exist")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Every float under ``value`` is finite (NaN or infinity in a size, a rate or a threshold is a typo)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_finite(item, where)

@@ -88,3 +88,14 @@ def test_switching_optimiser_drops_a_null_momentum():
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(SHAPES, ["trainer.max_epochs"])
+
+
+def test_every_loss_preset_merges_over_the_recipe_and_a_later_slot_replaces_the_earlier_whole(tmp_path):
+    for preset in sorted((REPO / "configs" / "losses").glob("*.yaml")):
+        validate(load_config([SHAPES, preset]))  # a preset's single loss over the recipe's list, and the reverse
+    tversky = write(tmp_path / "tversky.yaml", "loss: {seg: {name: tversky, params: {alpha: 0.7}}}\n")
+    focal = write(tmp_path / "focal.yaml", "loss: {seg: focal}\n")
+    assert OmegaConf.to_container(load_config([SHAPES, tversky, focal]).loss.seg) == {"name": "focal", "params": {}}
+    a_list = write(tmp_path / "a_list.yaml", "model: [unet]\n")
+    with pytest.raises(ConfigError, match="a_list.yaml: cannot merge it over the earlier config"):
+        load_config([SHAPES, a_list])

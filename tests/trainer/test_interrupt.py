@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
-from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt
+from trainer.build import build
+from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt, LastCheckpoint
 from trainer.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,8 +79,54 @@ def test_sigterm_saves_last_checkpoint_and_the_resumed_run_matches_an_uninterrup
         torch.testing.assert_close(value, reference[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+class SignalAt(L.Callback):
+    """Send this process ``signum`` after training step ``step`` (or in ``setup``, before any step, when None)."""
+
+    def __init__(self, signum: int, step: int | None) -> None:
+        self.signum, self.step, self.last_before = signum, step, None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if self.step is None:
+            os.kill(os.getpid(), self.signum)
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            self.last_before = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+            os.kill(os.getpid(), self.signum)
+
+
+def test_ctrl_c_writes_last_checkpoint_and_prints_the_resume_command(tmp_path, tiny_segmentation_config, monkeypatch,
+                                                                     capsys):  # fmt: skip
+    from trainer import cli
+
+    signaller = SignalAt(signal.SIGINT, step=6)  # epoch 1, batch 2 of 4
+
+    def build_and_signal(*args, **kwargs):
+        objects = build(*args, **kwargs)
+        objects.trainer.callbacks.append(signaller)
+        return objects
+
+    monkeypatch.setattr(cli, "build", build_and_signal)
+    code = main(["fit", "-c", str(tiny_segmentation_config)])
+    output = capsys.readouterr().err
+    run_dir = tmp_path / "runs" / "tiny" / "version_0"
+    assert code == 130, output  # 128 + SIGINT
+    assert signaller.last_before == 4  # last.ckpt of the end of epoch 0 was there before the interrupt
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert "SIGINT: stopped at step 6; saved" in output and f"python train.py fit --resume {run_dir}`" in output
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+
+    signaller.step = None  # Ctrl-C while the data is set up: nothing trained, no run folder left behind
+    code = main(["fit", "-c", str(tiny_segmentation_config), "run.name=early"])
+    output = capsys.readouterr().err
+    assert code == 130 and "stopped before the first training step; nothing to resume" in output, output
+    assert not (tmp_path / "runs" / "early").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_first_ctrl_c_stops_at_the_step_boundary_and_a_second_aborts():
-    stopper = CheckpointOnInterrupt(ModelCheckpoint(dirpath="unused", save_top_k=0, save_last=True))
+    stopper = CheckpointOnInterrupt(LastCheckpoint("unused/last.ckpt"))
     trainer = SimpleNamespace(_signal_connector=SimpleNamespace(received_sigterm=False))
     stopper._trainer = trainer
     stopper._on_sigint(2, None)
