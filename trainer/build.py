@@ -23,7 +23,15 @@ from omegaconf import DictConfig
 import losses
 from tasks.guard import POLICIES
 from tasks.optim import OptimSpec, build_optimizer, parse_optim
-from trainer.callbacks import LossCurvePlot, MonitorCheck, ResumeDataPosition, RunProgressBar, StepSeed
+from trainer.callbacks import (
+    LogCadence,
+    LossCurvePlot,
+    MonitorCheck,
+    ResumeDataPosition,
+    ResumeEpochMetrics,
+    RunProgressBar,
+    StepSeed,
+)
 from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt, LastCheckpoint
 from trainer.config import (
     RUN_DEFAULTS,
@@ -172,7 +180,7 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     # a resumed run keeps its logs (_keep_previous_metrics) and checkpoints: Lightning's notices say otherwise
     warnings.filterwarnings("ignore", message=r".*Previous log files in this directory will be deleted")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    # small data: step metrics are still logged every n steps (the count runs across epochs), epoch metrics each epoch
+    # small data: LogCadence lowers log_every_n_steps to the steps of an epoch (after Lightning's check warned)
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     package = task_package(config["task"])
     L.seed_everything(config["seed"], workers=True, verbose=False)
@@ -188,8 +196,8 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor, mode=mode)
     last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", every_n_steps=run["checkpoint_every_n_steps"])
     callbacks: list[L.Callback] = [
-        best, last, StepSeed(config["seed"]), ResumeDataPosition(), LearningRateMonitor(),
-        CheckpointOnInterrupt(last), MonitorCheck(monitor),
+        best, last, StepSeed(config["seed"]), ResumeDataPosition(), ResumeEpochMetrics(), LogCadence(),
+        LearningRateMonitor(), CheckpointOnInterrupt(last), MonitorCheck(monitor),
     ]  # fmt: skip
     if config["trainer"].get("enable_progress_bar", True):
         callbacks.append(RunProgressBar(run_dir.name))

@@ -1,4 +1,5 @@
-"""Callbacks the framework adds to every run: per-step seeds, mid-epoch resume position, progress bar, plots."""
+"""Callbacks the framework adds to every run: per-step seeds, mid-epoch resume position, log cadence, progress bar,
+plots, the monitor check."""
 
 from __future__ import annotations
 
@@ -36,6 +37,56 @@ class ResumeDataPosition(L.Callback):
             sampler.skip(done * loader.batch_size)
 
 
+class ResumeEpochMetrics(L.Callback):
+    """Carry the running epoch means of the training metrics across a mid-epoch checkpoint.
+
+    Lightning restores the loops but not what ``self.log(..., on_epoch=True)`` accumulated so far in the
+    epoch, so after a resume the interrupted epoch's ``train/*_epoch`` values would cover only the batches
+    that came after it. The sums (and batch counts) are saved with a mid-epoch checkpoint and added back
+    after the first resumed batch has created the metrics. One process only: under DDP each rank holds
+    its own part, and the interrupted epoch's training means then cover the resumed batches.
+    """
+
+    KEY = "losslab_epoch_metrics"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, dict[str, torch.Tensor]] = {}
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if trainer.world_size != 1 or not trainer.training or not 0 < done < trainer.num_training_batches:
+            return
+        checkpoint[self.KEY] = {
+            key: {name: getattr(metric, name).detach().cpu().clone() for name in ("value", "cumulated_batch_size")
+                  if hasattr(metric, name)}
+            for key, metric in trainer.fit_loop.epoch_loop._results.items()
+            if metric.is_tensor and metric.meta.on_epoch
+        }  # fmt: skip
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._pending = checkpoint.get(self.KEY, {}) if trainer.world_size == 1 else {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if not self._pending:
+            return
+        for key, saved in self._pending.items():
+            metric = trainer.fit_loop.epoch_loop._results.get(key)
+            if metric is None:
+                continue
+            value = saved["value"].to(metric.value)
+            if metric.meta.is_mean_reduction or metric.meta.is_sum_reduction:
+                metric.value = metric.value + value
+                if "cumulated_batch_size" in saved and hasattr(metric, "cumulated_batch_size"):
+                    metric.cumulated_batch_size = metric.cumulated_batch_size + saved["cumulated_batch_size"].to(
+                        metric.cumulated_batch_size
+                    )
+            elif metric.meta.is_max_reduction:
+                metric.value = torch.maximum(metric.value, value)
+            elif metric.meta.is_min_reduction:
+                metric.value = torch.minimum(metric.value, value)
+        self._pending = {}
+
+
 class StepSeed(L.Callback):
     """Seed torch's RNGs from ``(seed, global step)`` before every training batch.
 
@@ -49,6 +100,19 @@ class StepSeed(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, index: int) -> None:
         torch.manual_seed((self.seed * 1_000_003 + trainer.global_step) % 2**63)
+
+
+class LogCadence(L.Callback):
+    """Log step metrics at least once per epoch: ``log_every_n_steps`` above the optimiser steps of an epoch
+    (a recipe's default on a small dataset) is lowered to that number, instead of Lightning's warning every run
+    and a run whose short training curve has no points."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if batches == float("inf") or batches < 1:
+            return
+        steps = max(1, int(batches) // max(1, trainer.accumulate_grad_batches))
+        trainer.log_every_n_steps = min(trainer.log_every_n_steps, steps)
 
 
 class RunProgressBar(RichProgressBar):

@@ -17,6 +17,7 @@ import torch
 from trainer.build import build
 from trainer.checkpointing import AtomicCheckpointIO, CheckpointOnInterrupt, LastCheckpoint
 from trainer.cli import main
+from trainer.plots import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,6 +78,11 @@ def test_sigterm_saves_last_checkpoint_and_the_resumed_run_matches_an_uninterrup
     assert reference.keys() == resumed.keys()
     for name, value in resumed.items():  # model, loss state (uncertainty log-variances) and buffers
         torch.testing.assert_close(value, reference[name], rtol=1e-5, atol=1e-6, msg=name)
+    resumed_log = read_metrics(run_dir / "logs")  # the pre-interrupt part and the resumed part
+    reference_log = read_metrics(tmp_path / "runs" / "reference" / "version_0" / "logs")
+    for key in ("val/miou", "val/loss/seg", "train/loss/seg_epoch"):  # the final metrics of both runs
+        assert [epoch for epoch, _ in resumed_log[key]] == [epoch for epoch, _ in reference_log[key]] == [0, 1]
+        assert resumed_log[key][-1][1] == pytest.approx(reference_log[key][-1][1], rel=1e-4, abs=1e-6), key
 
 
 class SignalAt(L.Callback):
