@@ -7,10 +7,13 @@ never stopped, and what makes 1-process and N-process (DDP) runs see the same sa
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch.distributed as dist
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
@@ -70,6 +73,7 @@ def seeded_loader(
     seed: int,
     shuffle: bool,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    drop_last: bool = False,
 ) -> DataLoader:
     """The DataLoader every task uses: a :class:`SeededSampler` (resumable, DDP-sharded) underneath."""
     return DataLoader(
@@ -79,4 +83,19 @@ def seeded_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         collate_fn=collate_fn,
+        drop_last=drop_last,
+        worker_init_fn=_worker_ignoring_stop_signals if num_workers > 0 else None,
     )
+
+
+def _worker_ignoring_stop_signals(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGTERM and Ctrl-C; the main process stops at a step boundary and ends it.
+
+    SLURM, ``timeout`` and a terminal signal every process of the job; a worker that died of it made the main
+    process fail at once ("DataLoader worker ... is killed by signal") instead of saving its checkpoint.
+    Then the seeding Lightning gives a loader without a ``worker_init_fn`` (``seed_everything(workers=True)``).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)

@@ -17,24 +17,31 @@ from trainer.plots import plot_loss_curves
 
 
 class ResumeDataPosition(L.Callback):
-    """After resuming from a mid-epoch checkpoint, skip the samples that epoch already used.
+    """After resuming, start the train loader where the interrupted run would have gone on.
 
     Lightning restores the model, optimiser, loss state and loop counters; the train loader's
-    :class:`~tasks.sampling.SeededSampler` is told how many samples of the epoch were consumed,
-    so the remaining batches, and their augmentations, are exactly those of an uninterrupted run.
+    :class:`~tasks.sampling.SeededSampler` is given the resumed epoch and, after a mid-epoch checkpoint,
+    the number of samples that epoch already used, so the remaining batches, and their augmentations,
+    are exactly those of an uninterrupted run.
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning runs no epoch-start hooks when it restarts mid-epoch, so this is the place.
-        # `processed` counts batches whose step ran (a checkpoint written in on_train_batch_end
-        # has not yet marked its batch `completed`; Lightning completes it on restore).
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if not trainer.fit_loop.restarting or not 0 < done < trainer.num_training_batches:
-            return
+        # Lightning runs no epoch-start hooks when it restarts mid-epoch, and sets the sampler's epoch
+        # only after this hook, so this is the place. `processed` counts batches whose step ran (a
+        # checkpoint written in on_train_batch_end has not yet marked its batch `completed`).
         loader = trainer.train_dataloader
         sampler = getattr(loader, "sampler", None)
-        if isinstance(sampler, SeededSampler) and loader.batch_size:
+        if trainer.ckpt_path is None or not isinstance(sampler, SeededSampler):
+            return
+        sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if 0 < done < trainer.num_training_batches and loader.batch_size:
             sampler.skip(done * loader.batch_size)
+        if loader.num_workers > 0:
+            # Lightning 2.6 creates the loader's iterator in `setup_data`, before this hook, and worker
+            # processes prefetch indices at once: drawn from the sampler's old epoch, without the skip.
+            # A new iterator draws them again (Lightning itself calls iter() again at every new epoch).
+            iter(trainer.fit_loop._data_fetcher)
 
 
 class ResumeEpochMetrics(L.Callback):

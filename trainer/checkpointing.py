@@ -95,7 +95,9 @@ class CheckpointOnInterrupt(L.Callback):
         self._trainer: L.Trainer | None = None
         self._previous_sigint: Any = None
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # not in on_fit_start: Lightning saves the handlers it finds after that hook and puts them back at
+        # teardown, which would leave this handler installed after the run
         self._trainer = trainer
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)

@@ -51,7 +51,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from tasks.datacheck import BadItems, DataError
-from tasks.sampling import SampleKey, SeededSampler
+from tasks.sampling import SampleKey, seeded_loader
 
 PROBLEMS = ("auto", "classification", "regression")
 SCALERS = ("standard", "quantile", "none")
@@ -622,14 +622,7 @@ class TabularDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         # a 1-row last batch cannot train batch norm: drop it (at most one row per epoch)
         drop_last = shuffle and len(dataset) % self.batch_size == 1
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=SeededSampler(dataset, shuffle=shuffle, seed=self.seed),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=drop_last,
-        )
+        return seeded_loader(dataset, self.batch_size, self.num_workers, self.seed, shuffle, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

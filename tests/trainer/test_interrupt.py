@@ -21,8 +21,8 @@ from trainer.plots import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
-# `train.py fit` with one addition: the process sends itself SIGTERM after training step 6
-# (epoch 1, batch 2 of 4), as a scheduler pre-empting the job would
+# `train.py fit` with one addition: after training step 6 (epoch 1, batch 2 of 4) the process sends SIGTERM
+# to its whole process group, DataLoader workers included, as SLURM or `timeout` pre-empting the job would
 SIGTERM_AT_STEP_6 = textwrap.dedent(
     """
     import os, signal, sys
@@ -33,7 +33,7 @@ SIGTERM_AT_STEP_6 = textwrap.dedent(
     class Terminate(L.Callback):
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == 6:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.killpg(os.getpgrp(), signal.SIGTERM)
 
     def build_and_terminate(*args, **kwargs):
         objects = build(*args, **kwargs)
@@ -56,9 +56,10 @@ def test_sigterm_saves_last_checkpoint_and_the_resumed_run_matches_an_uninterrup
 ):
     script = tmp_path / "fit_and_terminate.py"
     script.write_text(SIGTERM_AT_STEP_6)
-    done = subprocess.run(
-        [sys.executable, str(script), "fit", "-c", str(tiny_segmentation_config), "run.name=interrupted"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    done = subprocess.run(  # a session of its own: the signal reaches the run and its 2 loader workers only
+        [sys.executable, str(script), "fit", "-c", str(tiny_segmentation_config), "run.name=interrupted",
+         "data.num_workers=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, start_new_session=True,
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 128 + 15, output  # 128 + SIGTERM: a scheduler sees an interrupted job
@@ -71,7 +72,7 @@ def test_sigterm_saves_last_checkpoint_and_the_resumed_run_matches_an_uninterrup
     assert [p.name for p in run_dir.glob("checkpoints/last*.ckpt")] == ["last.ckpt"]
 
     assert main(["fit", "--resume", str(run_dir)]) == 0
-    assert main(["fit", "-c", str(tiny_segmentation_config), "run.name=reference"]) == 0
+    assert main(["fit", "-c", str(tiny_segmentation_config), "run.name=reference", "data.num_workers=2"]) == 0
     reference = _weights(tmp_path / "runs" / "reference" / "version_0" / "checkpoints" / "last.ckpt")
     assert [p.name for p in run_dir.glob("checkpoints/last*.ckpt")] == ["last.ckpt"]  # overwritten, no last-v1
     resumed = _weights(last)

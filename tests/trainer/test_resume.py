@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import lightning as L
 import pytest
 import torch
@@ -19,7 +21,18 @@ class CrashAtStep(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-def fit(config_path, overrides, crash_at=None, ckpt=None, run_dir=None):
+class RecordBatches(L.Callback):
+    """Keep (global step, sum of the batch's images) of every training step."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        images, _ = batch
+        self.seen.append((trainer.global_step, float(images.double().sum())))
+
+
+def fit(config_path, overrides, crash_at=None, ckpt=None, run_dir=None, callbacks=()):
     cfg = load_config(config_path, overrides)
     config = validate(cfg)
     run_dir = run_dir or run_directory(config["run"], config["task"])
@@ -27,6 +40,7 @@ def fit(config_path, overrides, crash_at=None, ckpt=None, run_dir=None):
     objects = build(config, run_dir)
     if crash_at is not None:
         objects.trainer.callbacks.append(CrashAtStep(crash_at))
+    objects.trainer.callbacks.extend(callbacks)
     objects.trainer.fit(objects.task, datamodule=objects.datamodule, ckpt_path=ckpt)
     return objects
 
@@ -56,3 +70,36 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tiny_segmentation_config):
         assert resumed.trainer.callback_metrics[key].item() == pytest.approx(
             reference.trainer.callback_metrics[key].item(), rel=1e-4, abs=1e-6
         )
+
+
+@pytest.mark.parametrize("stopped", ["mid_epoch", "epoch_end"])
+def test_a_resumed_run_with_loader_workers_sees_the_batches_of_an_uninterrupted_one(tiny_segmentation_config, stopped):
+    # Lightning creates the loader's iterator before the resume position is known; workers prefetch at once
+    workers = ["data.num_workers=2"]
+    reference = RecordBatches()
+    fit(tiny_segmentation_config, [*workers, "run.name=reference"], callbacks=[reference])
+    first = RecordBatches()
+    if stopped == "mid_epoch":
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            fit(tiny_segmentation_config, [*workers, "run.name=stopped", "run.checkpoint_every_n_steps=1"],
+                crash_at=6, callbacks=[first])  # fmt: skip
+    else:
+        fit(tiny_segmentation_config, [*workers, "run.name=stopped", "trainer.max_epochs=1"], callbacks=[first])
+    run_dir = tiny_segmentation_config.parent / "runs" / "stopped" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    resumed = RecordBatches()
+    fit(run_dir / "config.yaml", ["trainer.max_epochs=2"], ckpt=str(last), run_dir=run_dir, callbacks=[resumed])
+
+    assert step == 4 if stopped == "epoch_end" else step in (5, 6)  # 4 steps per epoch
+    assert len(reference.seen) == 8 and resumed.seen[0][0] == step
+    assert first.seen[:step] == reference.seen[:step]
+    assert resumed.seen == reference.seen[step:]  # epoch 1's order (not epoch 0's again), from where it stopped
+
+
+def test_a_run_leaves_the_ctrl_c_handler_as_it_found_it(tiny_segmentation_config):
+    fit(tiny_segmentation_config, ["trainer.max_epochs=1"])  # the handler is installed for the run's training
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_segmentation_config, ["run.name=crashed"], crash_at=2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
