@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -301,6 +302,40 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, losses.Slot]
             losses.check_slot_spec(spec, slots[slot], f"loss.{slot}")
         except losses.LossConfigError as err:
             raise ConfigError(str(err)) from None
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_num_workers(config: dict[str, Any]) -> None:
+    """``data.num_workers: auto`` -> this machine's CPUs shared by its training processes, one kept for each process.
+
+    The CPUs this process may run on (``os.sched_getaffinity``: a SLURM or container limit counts) divided by
+    ``trainer.devices`` when it is a number (the processes one machine runs), minus one, at most
+    :data:`MAX_AUTO_WORKERS`: 1 on a 2-core machine, 7 per GPU on a 32-core 4-GPU node.
+    """
+    data = config.get("data") or {}
+    value = data.get("num_workers")
+    if not isinstance(value, str):
+        return
+    if value != "auto":
+        raise ConfigError(f"data.num_workers: expected an integer >= 0 or auto, got {value!r}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    data["num_workers"] = max(0, min(MAX_AUTO_WORKERS, cpus // _processes_per_machine(config.get("trainer") or {}) - 1))
+
+
+def _processes_per_machine(trainer: Mapping[str, Any]) -> int:
+    """How many training processes ``trainer.devices`` starts on one machine (a count, a list of ids, or all GPUs)."""
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, (list, tuple)):
+        return max(1, len(devices))
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        return devices
+    if devices in ("auto", -1) and trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda"):
+        import torch  # only here: the config module reads no devices otherwise
+
+        return max(1, torch.cuda.device_count())
+    return 1
 
 
 def check_values(config: Mapping[str, Any]) -> None:

@@ -75,6 +75,7 @@ CASES = [
     (SEGMENTATION, ["loss.seg=[{name: dice, weight: .nan}]"], "loss.seg.weight: expected a finite number >= 0"),
     (SEGMENTATION, ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches: expected a number >= 1"),
     (SEGMENTATION, ["data.num_workers=-1"], "data.num_workers: expected a number >= 0"),
+    (SEGMENTATION, ["data.num_workers=many"], "data.num_workers: expected an integer >= 0 or auto, got 'many'"),
     (SEGMENTATION, ["run.checkpoint_every_n_steps=-3"], "run.checkpoint_every_n_steps: expected a number >= 1"),
     (FACE, ["model.num_classes=1"], "num_classes >= 2"),
     (FACE, ["model.backbone=resnet999"], "model.backbone: expected one of"),

@@ -99,3 +99,20 @@ def test_every_loss_preset_merges_over_the_recipe_and_a_later_slot_replaces_the_
     a_list = write(tmp_path / "a_list.yaml", "model: [unet]\n")
     with pytest.raises(ConfigError, match="a_list.yaml: cannot merge it over the earlier config"):
         load_config([SHAPES, a_list])
+
+
+@pytest.mark.parametrize(
+    ("cpus", "trainer", "expected"),
+    [
+        (2, {"accelerator": "cpu", "devices": 1}, 1),  # this CI machine: one worker beside the main process
+        (1, {"accelerator": "cpu", "devices": 1}, 0),
+        (32, {"accelerator": "gpu", "devices": 4}, 7),  # a 4-GPU node: 8 CPUs per process
+        (32, {"accelerator": "gpu", "devices": [0, 1]}, 8),  # 16 per process, capped
+        (64, {"accelerator": "cpu", "devices": 1}, 8),
+    ],
+)
+def test_num_workers_auto_shares_this_process_cpus_among_the_machine_processes(monkeypatch, cpus, trainer, expected):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)))
+    cfg = load_config(SHAPES, ["data.num_workers=auto", *(f"trainer.{k}={v}" for k, v in trainer.items())])
+    assert validate(cfg)["data"]["num_workers"] == expected
+    assert cfg.data.num_workers == "auto"  # the saved config keeps `auto`: a resume elsewhere resolves it there
