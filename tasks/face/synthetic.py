@@ -120,8 +120,9 @@ def _write_split(root: Path, split: str, identities: list[dict], per_identity: i
     return folders
 
 
-def _pairs(folders: list[list[str]], num_pairs: int, rng: np.random.Generator) -> list[tuple[str, str, int]]:
-    """``num_pairs`` genuine and ``num_pairs`` impostor pairs, no pair repeated."""
+def write_pairs(root: Path, folders: list[list[str]], num_pairs: int, rng: np.random.Generator) -> None:
+    """``root/val_pairs.csv``: ``num_pairs`` genuine and ``num_pairs`` impostor pairs of ``folders`` (one list of
+    root-relative image paths per identity), no pair repeated, in mixed order."""
     pairs: set[tuple[str, str, int]] = set()
     while len(pairs) < num_pairs:
         files = folders[rng.integers(len(folders))]
@@ -131,7 +132,10 @@ def _pairs(folders: list[list[str]], num_pairs: int, rng: np.random.Generator) -
         i, j = rng.choice(len(folders), 2, replace=False)
         pairs.add((folders[i][rng.integers(len(folders[i]))], folders[j][rng.integers(len(folders[j]))], 0))
     ordered = sorted(pairs, key=lambda p: (p[2], p[0], p[1]))
-    return [ordered[i] for i in rng.permutation(len(ordered))]  # mixed, so every contiguous fold holds both kinds
+    with open(root / "val_pairs.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path1", "path2", "same"])
+        writer.writerows(ordered[i] for i in rng.permutation(len(ordered)))  # mixed: every contiguous fold has both
 
 
 def generate_identities(
@@ -161,9 +165,6 @@ def generate_identities(
     _write_split(root, "train", identities[:num_identities], images_per_identity, size, rng, 0)
     folders = _write_split(root, "val", identities[num_identities:], val_images_per_identity, size, rng,
                            num_identities)
-    with open(root / "val_pairs.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path1", "path2", "same"])
-        writer.writerows(_pairs(folders, num_pairs, rng))
+    write_pairs(root, folders, num_pairs, rng)
     marker.write_text(json.dumps(settings))
     return root

@@ -321,3 +321,29 @@ def test_predict_writes_the_evaluation_embedding_of_every_image(face_root, tmp_p
     torch.testing.assert_close(torch.tensor([float(v) for v in rows[1][1:]]), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(DataError, match="predict_dir"):
         FaceDataModule(root=str(face_root), predict_dir=str(tmp_path / "none")).setup("predict")
+
+
+def test_the_digits_recipe_trains_on_the_folders_its_script_writes(tmp_path):
+    import importlib.util
+
+    from trainer.cli import main
+    from trainer.plots import read_metrics
+
+    repo = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("digit_folders", repo / "examples" / "face" / "digit_folders.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.write_folders(tmp_path / "digits", per_digit=10, num_pairs=20)
+
+    train = IdentityFolder(tmp_path / "digits" / "train")
+    assert train.classes == [f"digit_{d}" for d in range(7)] and len(train) == 70
+    pairs = read_pairs(tmp_path / "digits", "val_pairs.csv")
+    assert len(pairs) == 40 and sum(same for *_, same in pairs) == 20
+    assert {p.parent.name for a, b, _ in pairs for p in (a, b)} <= {"digit_7", "digit_8", "digit_9"}  # held out
+
+    code = main(["fit", "-c", str(repo / "configs" / "face" / "digits.yaml"), f"data.root={tmp_path / 'digits'}",
+                 f"run.root={tmp_path / 'runs'}", "trainer.max_epochs=1", "trainer.accelerator=cpu", "model.folds=4",
+                 "model.width=4", "trainer.enable_progress_bar=false"])  # fmt: skip
+    assert code == 0
+    metrics = read_metrics(tmp_path / "runs" / "face_digits" / "version_0" / "logs")
+    assert 0.0 <= metrics["val/verification_acc"][-1][1] <= 1.0
