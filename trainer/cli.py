@@ -193,7 +193,7 @@ def _print_written(folder: Path, before: dict[Path, tuple[int, int]]) -> None:
     if not written:
         console.print(f"predict [bold red]wrote no files[/] under {escape(str(folder))}")
         return
-    console.print(f"predict wrote {len(written)} files under {escape(str(folder))}:")
+    console.print(f"predict wrote {len(written)} file{'' if len(written) == 1 else 's'} under {escape(str(folder))}:")
     groups: dict[tuple[str, str], int] = {}
     for path in written:
         key = (path.parent.relative_to(folder).as_posix(), path.suffix.lower() or "(no extension)")
