@@ -41,7 +41,7 @@ from trainer.config import (
     check_keys,
     check_loss_section,
     check_values,
-    resolve_num_workers,
+    resolve_auto,
     to_container,
 )
 
@@ -98,7 +98,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(config.setdefault("seed", 0), int):
         raise ConfigError(f"seed: expected an integer, got {config['seed']!r}")
     check_against_signature(config["model"], package.TASK.__init__, "model", skip=("loss", "optim"))
-    resolve_num_workers(config)
+    resolve_auto(config)
     check_against_signature(config["data"], package.DATAMODULE.__init__, "data")
     check_loss_section(config["loss"], package.TASK.LOSS_SLOTS)
     try:

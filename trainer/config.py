@@ -307,21 +307,33 @@ def check_loss_section(loss: Mapping[str, Any], slots: Mapping[str, losses.Slot]
 MAX_AUTO_WORKERS = 8
 
 
-def resolve_num_workers(config: dict[str, Any]) -> None:
-    """``data.num_workers: auto`` -> this machine's CPUs shared by its training processes, one kept for each process.
+def resolve_auto(config: dict[str, Any]) -> None:
+    """Replace the machine-dependent ``auto`` values, ``data.num_workers`` and ``trainer.precision``, in place.
 
-    The CPUs this process may run on (``os.sched_getaffinity``: a SLURM or container limit counts) divided by
-    ``trainer.devices`` when it is a number (the processes one machine runs), minus one, at most
-    :data:`MAX_AUTO_WORKERS`: 1 on a 2-core machine, 7 per GPU on a 32-core 4-GPU node.
+    ``data.num_workers: auto``: the CPUs this process may run on (``os.sched_getaffinity``: a SLURM or
+    container limit counts) divided by the training processes of one machine (``trainer.devices``), minus
+    one, at most :data:`MAX_AUTO_WORKERS`: 1 on a 2-core machine, 7 per GPU on a 32-core 4-GPU node.
+    ``trainer.precision: auto``: ``bf16-mixed`` on a CUDA GPU that supports it, ``16-mixed`` on an older
+    one, ``32-true`` on a CPU (mixed precision there is slower and Lightning warns).
+    The saved config keeps ``auto``, so a run resumed on another machine resolves it there.
     """
-    data = config.get("data") or {}
-    value = data.get("num_workers")
-    if not isinstance(value, str):
-        return
-    if value != "auto":
-        raise ConfigError(f"data.num_workers: expected an integer >= 0 or auto, got {value!r}")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    data["num_workers"] = max(0, min(MAX_AUTO_WORKERS, cpus // _processes_per_machine(config.get("trainer") or {}) - 1))
+    data, trainer = config.get("data") or {}, config.get("trainer") or {}
+    workers = data.get("num_workers")
+    if isinstance(workers, str):
+        if workers != "auto":
+            raise ConfigError(f"data.num_workers: expected an integer >= 0 or auto, got {workers!r}")
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        data["num_workers"] = max(0, min(MAX_AUTO_WORKERS, cpus // _processes_per_machine(trainer) - 1))
+    if trainer.get("precision") == "auto":
+        trainer["precision"] = _precision_for(trainer.get("accelerator", "auto"))
+
+
+def _precision_for(accelerator: Any) -> str:
+    import torch  # only here: the config module reads no devices otherwise
+
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
 
 
 def _processes_per_machine(trainer: Mapping[str, Any]) -> int:
@@ -332,7 +344,7 @@ def _processes_per_machine(trainer: Mapping[str, Any]) -> int:
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
         return devices
     if devices in ("auto", -1) and trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda"):
-        import torch  # only here: the config module reads no devices otherwise
+        import torch
 
         return max(1, torch.cuda.device_count())
     return 1

@@ -116,3 +116,15 @@ def test_num_workers_auto_shares_this_process_cpus_among_the_machine_processes(m
     cfg = load_config(SHAPES, ["data.num_workers=auto", *(f"trainer.{k}={v}" for k, v in trainer.items())])
     assert validate(cfg)["data"]["num_workers"] == expected
     assert cfg.data.num_workers == "auto"  # the saved config keeps `auto`: a resume elsewhere resolves it there
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "accelerator", "expected"),
+    [(False, False, "auto", "32-true"), (True, True, "auto", "bf16-mixed"), (True, False, "gpu", "16-mixed"),
+     (True, True, "cpu", "32-true")],
+)
+def test_precision_auto_is_mixed_on_a_gpu_and_full_on_a_cpu(monkeypatch, cuda, bf16, accelerator, expected):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda)
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda *args, **kwargs: bf16)
+    cfg = load_config(SHAPES, ["trainer.precision=auto", f"trainer.accelerator={accelerator}"])
+    assert validate(cfg)["trainer"]["precision"] == expected
