@@ -184,6 +184,8 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # small data: LogCadence lowers log_every_n_steps to the steps of an epoch (after Lightning's check warned)
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
+    # Lightning 2.6's own pytree copy against torch 2.14's deprecation: every run printed it, nothing to act on
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     package = task_package(config["task"])
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = _construct("data", package.DATAMODULE, **config["data"])
