@@ -48,7 +48,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losses._utils import LossInputError, check_class_range, check_reduction, float32_forward, reduce
+from losses._utils import (
+    REDUCTION,
+    LossInputError,
+    Option,
+    OptionSet,
+    check_class_range,
+    check_reduction,
+    float32_forward,
+    reduce,
+)
 from losses.registry import LossConfigError, register
 
 __all__ = ["AngularHead", "mean_across_ranks", "shard_bounds", "sum_across_ranks"]
@@ -154,6 +163,22 @@ def _arc_margin(cos: Tensor, margin: float, easy_margin: bool = False) -> Tensor
     return torch.where(cos > math.cos(math.pi - margin), cos_m, cos - math.sin(math.pi - margin) * margin)
 
 
+# the parameters every head takes and what it is called with: each head's docstring gets the Args: lines and
+# the Shape: section it does not write itself
+HEAD_SHAPE = """    Shape:
+        - embeddings: (N, embedding_size).
+        - labels: (N,) class indices.
+        - output: scalar; (N,) with reduction="none".
+
+"""
+HEAD_ARGS = OptionSet(
+    Option("num_classes", None, "int", "number of identities (injected by the task)."),
+    Option("embedding_size", None, "int", "embedding dimension D (injected by the task)."),
+    Option("sample_rate", 1.0, "float", "Partial FC class sampling rate in (0, 1] (training only; 1: full softmax)."),
+    REDUCTION,
+)
+
+
 class AngularHead(nn.Module, abc.ABC):
     """Base of the angular-margin heads (not registered): the weight matrix, cosines, Partial FC, CE.
 
@@ -163,6 +188,12 @@ class AngularHead(nn.Module, abc.ABC):
     name = "angular"
     sub_centers = 1
     shardable = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__ and "    Shape:" not in cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("    Example:", HEAD_SHAPE + "    Example:", 1)
+        HEAD_ARGS.declare(cls)
 
     def __init__(
         self, num_classes: int, embedding_size: int, sample_rate: float = 1.0, reduction: str = "mean"
@@ -375,17 +406,8 @@ class CosFaceLoss(AngularHead):
         Equals pytorch_metric_learning.losses.CosFaceLoss.
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the logit scale.
         margin: m, the cosine margin.
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = CosFaceLoss(num_classes=3, embedding_size=2, scale=1.0, margin=0.0)
@@ -430,18 +452,9 @@ class ArcFaceLoss(AngularHead):
         Equals pytorch_metric_learning.losses.ArcFaceLoss(margin=degrees(m)).
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the logit scale.
         margin: m, the additive angular margin in radians.
         easy_margin: apply the margin only where cos theta_y > 0 (insightface's option) instead of the fallback.
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = ArcFaceLoss(num_classes=2, embedding_size=2, scale=1.0, margin=0.5)
@@ -488,19 +501,10 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
         ECCV 2020. Equals pytorch_metric_learning.losses.SubCenterArcFaceLoss (weight rows j*K + k).
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the logit scale.
         margin: m, the additive angular margin in radians.
         sub_centers: K, sub-centres per class (the weight has num_classes * K rows, class j's are j*K..j*K+K-1).
         easy_margin: apply the margin only where cos theta_y > 0 instead of the fallback.
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = SubCenterArcFaceLoss(num_classes=2, embedding_size=2, sub_centers=2, scale=1.0, margin=0.0)
@@ -543,17 +547,8 @@ class SphereFaceLoss(AngularHead):
         Equals pytorch_metric_learning.losses.SphereFaceLoss.
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         margin: m, the integer angular multiplier (>= 1).
         scale: an extra constant factor on every logit (1 in the paper).
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = SphereFaceLoss(num_classes=2, embedding_size=2, margin=1)
@@ -605,17 +600,8 @@ class LargeMarginSoftmaxLoss(SphereFaceLoss):
         Equals pytorch_metric_learning.losses.LargeMarginSoftmaxLoss.
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         margin: m, the integer angular multiplier (>= 1).
         scale: an extra constant factor on every logit (1 in the paper).
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = LargeMarginSoftmaxLoss(num_classes=2, embedding_size=2, margin=1)
@@ -644,19 +630,10 @@ class MVSoftmaxLoss(AngularHead):
         (defaults of FaceX-Zoo's MV_Softmax head).
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the logit scale.
         margin: m, the target margin (cosine for "am", radians for "arc").
         mv_weight: t >= 1, the weight of the misclassified vectors (1: plain AM/Arc softmax).
         variant: "am" | "arc", the target margin.
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = MVSoftmaxLoss(num_classes=2, embedding_size=2, scale=1.0, margin=0.5, mv_weight=2.0)
@@ -712,18 +689,9 @@ class CurricularFaceLoss(AngularHead):
         CVPR 2020 (the authors' code: t starts at 0, momentum 0.01).
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the logit scale.
         margin: m, the additive angular margin in radians.
         momentum: weight of the batch mean in the update of t.
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = CurricularFaceLoss(num_classes=2, embedding_size=2, scale=1.0, margin=0.0)
@@ -781,14 +749,10 @@ class AdaFaceLoss(AngularHead):
         the authors' code; eps = 1e-3).
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the logit scale.
         margin: m, the base margin.
         h: the concentration of z (about 68% of z within [-h, h]).
         t_alpha: momentum of the norm statistics (the authors' training default 0.01).
-        sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: full softmax).
-        reduction: "mean" | "sum" | "none".
 
     Shape:
         - embeddings: (N, embedding_size), not normalised: their norm is the quality proxy.
@@ -854,19 +818,11 @@ class SFaceLoss(AngularHead):
         angles in radians; the sum over the negatives, then the batch mean).
 
     Args:
-        num_classes: number of identities (injected by the task).
-        embedding_size: embedding dimension D (injected by the task).
         scale: s, the scale of both terms.
         k: the slope of the two sigmoids.
         a: the intra-class angle (radians) below which the target is no longer pulled.
         b: the inter-class angle (radians) beyond which a negative is no longer pushed.
         sample_rate: Partial FC class sampling rate in (0, 1] (training only; 1: every negative).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, embedding_size).
-        - labels: (N,) class indices.
-        - output: scalar; (N,) with reduction="none".
 
     Example:
         >>> crit = SFaceLoss(num_classes=2, embedding_size=2, scale=1.0, k=80.0, a=0.8, b=1.23)

@@ -378,7 +378,7 @@ def test_adaptive_robust_trains_alpha_down_on_heavy_tails_and_up_on_gaussian_noi
             optimizer.zero_grad()
             crit(residuals, torch.zeros_like(residuals)).backward()
             optimizer.step()
-        learned[kind] = float(crit.alpha()), float(crit.scale())
+        learned[kind] = float(crit.alpha().detach()), float(crit.scale().detach())
     assert learned["cauchy"][0] < 0.5  # heavy tails: towards Cauchy (alpha = 0)
     assert learned["gaussian"][0] > 1.5  # Gaussian noise: towards L2 (alpha = 2)
 
