@@ -406,6 +406,27 @@ class OptionSet:
         return "\n".join(lines)
 
 
+def complete_docstring(cls: type, options: OptionSet, shape: str) -> None:
+    """Give ``cls``'s own docstring what its family writes once: the ``Shape:`` section ``shape`` when it has
+    none (placed after its ``Args:``, else before ``Example:``) and the ``Args:`` lines of ``options`` it lacks."""
+    doc = cls.__dict__.get("__doc__")
+    if not doc:
+        return
+    if "    Shape:" not in doc:
+        lines = doc.split("\n")
+        header = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+        if header is None:
+            at = next((i for i, line in enumerate(lines) if line.strip() == "Example:"), len(lines))
+        else:
+            at = header + 1
+            while at < len(lines) and lines[at].strip():
+                at += 1
+            at += 1  # after the blank line that ends the Args: block
+        lines[at:at] = shape.rstrip("\n").split("\n") + [""]
+        cls.__doc__ = "\n".join(lines)
+    options.declare(cls)
+
+
 class OptionModule(nn.Module):
     """Base of the loss modules with family options: ``OPTIONS`` parsed once in ``__init__``.
 

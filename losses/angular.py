@@ -55,6 +55,7 @@ from losses._utils import (
     OptionSet,
     check_class_range,
     check_reduction,
+    complete_docstring,
     float32_forward,
     reduce,
 )
@@ -169,7 +170,6 @@ HEAD_SHAPE = """    Shape:
         - embeddings: (N, embedding_size).
         - labels: (N,) class indices.
         - output: scalar; (N,) with reduction="none".
-
 """
 HEAD_ARGS = OptionSet(
     Option("num_classes", None, "int", "number of identities (injected by the task)."),
@@ -191,9 +191,7 @@ class AngularHead(nn.Module, abc.ABC):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__doc__ and "    Shape:" not in cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("    Example:", HEAD_SHAPE + "    Example:", 1)
-        HEAD_ARGS.declare(cls)
+        complete_docstring(cls, HEAD_ARGS, HEAD_SHAPE)
 
     def __init__(
         self, num_classes: int, embedding_size: int, sample_rate: float = 1.0, reduction: str = "mean"

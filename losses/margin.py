@@ -26,7 +26,16 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from losses._utils import LossInputError, check_reduction, float32_forward, reduce
+from losses._utils import (
+    REDUCTION,
+    LossInputError,
+    Option,
+    OptionSet,
+    check_reduction,
+    complete_docstring,
+    float32_forward,
+    reduce,
+)
 from losses.registry import register
 
 MULTICLASS = ("crammer_singer", "one_vs_rest")
@@ -68,10 +77,31 @@ def margin_loss(
     return reduce(loss, reduction)
 
 
+# what every margin loss takes and is called with: added to each loss's docstring unless it writes its own
+MARGIN_SHAPE = """    Shape:
+        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
+        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
+          scores); multiclass: integer class indices (N, *).
+        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
+"""
+MARGIN_ARGS = OptionSet(
+    Option(
+        "multiclass", "crammer_singer", "str",
+        'how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |\n'
+        '            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.',
+    ),
+    REDUCTION,
+)
+
+
 class _MarginLoss(nn.Module):
     """Common constructor and forward of the margin losses (not registered)."""
 
     name = "margin loss"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        complete_docstring(cls, MARGIN_ARGS, MARGIN_SHAPE)
 
     def __init__(self, multiclass: str = "crammer_singer", reduction: str = "mean") -> None:
         super().__init__()
@@ -98,13 +128,6 @@ class ZeroOneLoss(_MarginLoss):
 
     Args:
         multiclass: accepted for the shared interface; both settings take the argmax of (N, C, *) scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
 
     Formula:
         binary: l = [sign(f) != y] with sign(f) = +1 if f > 0 else -1  (f = 0 predicts the negative class)
@@ -144,17 +167,6 @@ class HingeLoss(_MarginLoss):
     Equals sklearn.metrics.hinge_loss (binary and multiclass); for C = 2 Crammer-Singer is
     2 x torch.nn.MultiMarginLoss.
 
-    Args:
-        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
-            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
-
     Formula:
         l(m) = max(0, 1 - m),  m = y f (binary) | f_y - max_{j != y} f_j (Crammer-Singer)
         one-vs-rest: l = sum_c max(0, 1 - y_c f_c)
@@ -179,17 +191,6 @@ class HingeLoss(_MarginLoss):
 class SquaredHingeLoss(_MarginLoss):
     """Squared hinge loss (L2-SVM): max(0, 1 - m)^2.
 
-    Args:
-        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
-            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
-
     Formula:
         l(m) = max(0, 1 - m)^2
 
@@ -212,17 +213,6 @@ class SquaredHingeLoss(_MarginLoss):
 @register("smoothed_hinge", family="margin")
 class SmoothedHingeLoss(_MarginLoss):
     """Smooth hinge (Rennie & Srebro 2005): linear below 0, quadratic on (0, 1), zero above 1.
-
-    Args:
-        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
-            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
 
     Formula:
         l(m) = 1/2 - m          if m <= 0
@@ -252,15 +242,6 @@ class QuadraticSmoothedHingeLoss(_MarginLoss):
 
     Args:
         gamma: smoothing width (> 0): quadratic on (1 - gamma, 1); gamma -> 0 is the hinge.
-        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
-            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
 
     Formula:
         l(m) = max(0, 1 - m)^2 / (2 gamma)   if m >= 1 - gamma
@@ -294,17 +275,6 @@ class QuadraticSmoothedHingeLoss(_MarginLoss):
 class ModifiedHuberLoss(_MarginLoss):
     """Modified Huber loss (Zhang 2004): squared hinge for m >= -1, linear -4m below.
 
-    Args:
-        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
-            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
-
     Formula:
         l(m) = max(0, 1 - m)^2   if m >= -1
                -4 m              otherwise
@@ -332,15 +302,6 @@ class ExponentialLoss(_MarginLoss):
 
     Args:
         max_exponent: clamp M of the exponent -m against float32 overflow (exp(80) ~ 5.5e34).
-        multiclass: how (N, C, *) scores give margins, "crammer_singer" (m = f_y - max_{j != y} f_j) |
-            "one_vs_rest" (m_c = y_c f_c, the loss summed over classes); unused for binary scores.
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - scores: binary: any shape (*), e.g. (N,), or (N, 1, *); multiclass: (N, C, *).
-        - target: binary: labels in {-1, 1} or {0, 1} of the shape of ``scores`` ((N, *) for (N, 1, *)
-          scores); multiclass: integer class indices (N, *).
-        - output: scalar; with reduction="none" one value per sample, the shape of ``target``.
 
     Formula:
         l(m) = exp(-m), computed as exp(min(-m, M))   (M = max_exponent = 80: exp(80) ~ 5.5e34 is
