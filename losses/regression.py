@@ -22,7 +22,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from losses._ghm import GHMState, ghm_weights
-from losses._utils import LossInputError, check_reduction, check_same_shape, float32_forward, reduce
+from losses._utils import (
+    REDUCTION,
+    LossInputError,
+    OptionSet,
+    check_reduction,
+    check_same_shape,
+    complete_docstring,
+    float32_forward,
+    reduce,
+)
 from losses.registry import register
 
 __all__ = [
@@ -110,8 +119,22 @@ def _check(name: str, pred: Tensor, target: Tensor) -> None:
 # --------------------------------------------------------------------------- modules
 
 
+# what a regression loss is called with, unless its docstring says otherwise; added to each docstring with the
+# Args: line of ``reduction``
+REGRESSION_SHAPE = """    Shape:
+        - pred: (*), any shape.
+        - target: the shape of ``pred``.
+        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; the shape of ``pred`` with reduction="none".
+"""
+
+
 class _Regression(nn.Module):
     """Shared constructor: validates and stores ``reduction``."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        complete_docstring(cls, OptionSet(REDUCTION), REGRESSION_SHAPE)
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -128,9 +151,6 @@ class MBE(_Regression):
     Positive values mean the model over-predicts on average. Minimising MBE alone drives the
     predictions to minus infinity; use it as a monitored metric or as a small signed term beside
     MAE/MSE, never as the only loss. Gradient is ``1/n`` per element whatever the error.
-
-    Args:
-        reduction: "mean" | "sum" | "none".
 
     Shape:
         - pred: (*), any shape.
@@ -159,15 +179,6 @@ class MBE(_Regression):
 class MAE(_Regression):
     """Mean absolute error (L1); wraps torch.nn.functional.l1_loss.
 
-    Args:
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - pred: (*), any shape.
-        - target: the shape of ``pred``.
-        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; the shape of ``pred`` with reduction="none".
-
     Formula:
         MAE = 1/n * sum_i |pred_i - target_i|
 
@@ -191,15 +202,6 @@ class MAE(_Regression):
 @register("mse", family="regression", aliases=("l2",))
 class MSE(_Regression):
     """Mean squared error (L2); wraps torch.nn.functional.mse_loss.
-
-    Args:
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - pred: (*), any shape.
-        - target: the shape of ``pred``.
-        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; the shape of ``pred`` with reduction="none".
 
     Formula:
         MSE = 1/n * sum_i (pred_i - target_i)^2
@@ -230,7 +232,6 @@ class RMSE(_Regression):
     value is exact whenever MSE >= eps, and at zero error the gradient is 0 instead of NaN.
 
     Args:
-        reduction: "mean" | "sum" | "none".
         eps: floor of the mean squared error before the square root (the gradient at zero error is 0,
             not NaN).
 
@@ -274,7 +275,6 @@ class RMSLE(_Regression):
     Reduction and ``eps`` as in :class:`RMSE`.
 
     Args:
-        reduction: "mean" | "sum" | "none".
         eps: floor of the mean squared error before the square root (the gradient at zero error is 0,
             not NaN).
 
@@ -321,13 +321,6 @@ class Huber(_Regression):
 
     Args:
         delta: threshold between the quadratic and the linear part (> 0).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - pred: (*), any shape.
-        - target: the shape of ``pred``.
-        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; the shape of ``pred`` with reduction="none".
 
     Formula:
         l(x) = 0.5 x^2 if |x| <= delta else delta * (|x| - 0.5 delta),   x = pred - target
@@ -362,7 +355,6 @@ class SmoothL1(_Regression):
 
     Args:
         beta: threshold between the quadratic and the linear part (>= 0; 0 is plain L1).
-        reduction: "mean" | "sum" | "none".
 
     Shape:
         - pred: (*), any shape, e.g. box deltas (N, 4).
@@ -406,7 +398,6 @@ class BalancedL1(_Regression):
         alpha: inlier gradient promotion (> 0); b = exp(gamma / alpha) - 1.
         gamma: bound of the outlier gradient (> 0).
         beta: threshold between inliers and outliers (> 0).
-        reduction: "mean" | "sum" | "none".
 
     Shape:
         - pred: (*), any shape, e.g. box deltas (N, 4).
@@ -446,15 +437,6 @@ class LogCosh(_Regression):
     Hand-written in the overflow-free form (cosh overflows float32 for |x| > 89); its gradient
     is tanh(x).
 
-    Args:
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - pred: (*), any shape.
-        - target: the shape of ``pred``.
-        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; the shape of ``pred`` with reduction="none".
-
     Formula:
         l(x) = log(cosh(x)) = |x| + softplus(-2|x|) - log 2,   x = pred - target
 
@@ -485,7 +467,6 @@ class Quantile(_Regression):
 
     Args:
         quantiles: one quantile q in (0, 1), or a list of Q quantiles (``pred`` then has a trailing Q dim).
-        reduction: "mean" | "sum" | "none".
 
     Shape:
         - pred: (*) for one quantile; (*, Q) for a list of Q, e.g. (N, T, Q).
@@ -709,13 +690,6 @@ class AdaptiveRobust(_Regression):
         scale: a fixed scale c > 0 instead of a learned one (``null``: learned).
         scale_lo: lower bound of the learned scale (> 0).
         scale_init: initial learned scale (> scale_lo).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - pred: (*), any shape.
-        - target: the shape of ``pred``.
-        - weight: optional, broadcastable to ``pred``; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; the shape of ``pred`` with reduction="none".
 
     Formula:
         x = pred - target
