@@ -37,7 +37,16 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from losses._utils import LossInputError, check_reduction, float32_forward, reduce
+from losses._utils import (
+    REDUCTION,
+    LossInputError,
+    Option,
+    OptionSet,
+    check_reduction,
+    complete_docstring,
+    float32_forward,
+    reduce,
+)
 from losses.registry import register
 
 __all__ = [
@@ -236,11 +245,29 @@ def box_overlap_loss(pred: Tensor, target: Tensor, variant: str = "giou", eps: f
 # --------------------------------------------------------------------------- modules
 
 
+# what every box loss takes and is called with, unless its docstring says otherwise (gwd: rotated boxes)
+BOX_SHAPE = """    Shape:
+        - pred_boxes: (N, 4) xyxy (see ``box_format``).
+        - target_boxes: (N, 4).
+        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
+        - output: scalar; (N,) with reduction="none".
+"""
+BOX_ARGS = OptionSet(
+    Option("box_format", "xyxy", "str", 'layout of the input boxes, "xyxy" | "cxcywh" | "xywh".'),
+    REDUCTION,
+    Option("eps", 1e-7, "float", "floor for divisions (> 0)."),
+)
+
+
 class _BoxLoss(nn.Module, abc.ABC):
     """Shared constructor, shape checks, format conversion and reduction of the box losses."""
 
     name = "box"
     box_dim = 4
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        complete_docstring(cls, BOX_ARGS, BOX_SHAPE)
 
     def __init__(self, box_format: str = "xyxy", reduction: str = "mean", eps: float = 1e-7) -> None:
         super().__init__()
@@ -284,17 +311,6 @@ class IoU(_BoxLoss):
     Degenerate boxes: zero-area, inverted or non-overlapping boxes give 1 with zero gradient;
     identical boxes give ~0.
 
-    Args:
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
-
     Formula:
         L = 1 - |B ∩ B_gt| / |B ∪ B_gt|
 
@@ -321,17 +337,6 @@ class GIoU(_BoxLoss):
     fwd+bwd (no boolean-mask indexing), and correct on inverted corners, where torchvision's
     negative areas give loss 0 for the inverted box [2,2,0,0] against [0,0,2,2].
     Degenerate boxes: identical -> ~0; far apart -> towards 2; identical zero-area -> 1.
-
-    Args:
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L = 1 - IoU + (|C| - |B ∪ B_gt|) / |C|,   C = smallest enclosing box
@@ -360,17 +365,6 @@ class DIoU(_BoxLoss):
     Degenerate boxes: identical -> ~0; far apart -> towards 2; identical zero-area -> 1;
     concentric boxes -> 1 - IoU.
 
-    Args:
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
-
     Formula:
         L = 1 - IoU + rho^2(b, b_gt) / c^2,   c = diagonal of the smallest enclosing box
 
@@ -398,17 +392,6 @@ class CIoU(_BoxLoss):
     zero-height box, NaN value for a point box); point-box gradients are large (~1/eps) but finite.
     Degenerate boxes: identical -> ~0; far apart -> towards 2 + alpha*v.
 
-    Args:
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
-
     Formula:
         v = 4/pi^2 (atan(w_gt/h_gt) - atan(w/h))^2,   alpha = v / ((1 - IoU) + v)   (no gradient)
         L = 1 - IoU + rho^2(b, b_gt) / c^2 + alpha v
@@ -433,17 +416,6 @@ class EIoU(_BoxLoss):
 
     Hand-written (no torchvision op). Degenerate boxes: identical -> ~0; zero-area pred on a
     box of width w_gt inside the enclosing box gives the width term (w_gt / c_w)^2.
-
-    Args:
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L = 1 - IoU + rho^2(b, b_gt) / c^2 + (w - w_gt)^2 / c_w^2 + (h - h_gt)^2 / c_h^2
@@ -474,15 +446,6 @@ class FocalEIoU(_BoxLoss):
     Args:
         gamma: focusing exponent of the IoU^gamma weight (0 gives EIoU).
         detach_weight: stop the gradient through the IoU^gamma weight.
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L = IoU^gamma * L_EIoU,   gamma = 0.5
@@ -527,15 +490,6 @@ class SIoU(_BoxLoss):
 
     Args:
         theta: exponent of the shape cost (> 0; the paper uses 2-6).
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         Lambda = sin(2 alpha),  gamma = 2 - Lambda,  rho_x = (dx / c_w)^2,  rho_y = (dy / c_h)^2
@@ -577,15 +531,6 @@ class MPDIoU(_BoxLoss):
     Args:
         image_size: (h, w) of the input image, the paper's normaliser; None normalises by the squared
             diagonal of the enclosing box.
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         d1^2 = (x1 - x1_gt)^2 + (y1 - y1_gt)^2,   d2^2 = (x2 - x2_gt)^2 + (y2 - y2_gt)^2
@@ -630,15 +575,6 @@ class AlphaIoU(_BoxLoss):
     Args:
         base: the loss the power is applied to, "iou" | "giou" | "diou" | "ciou".
         alpha: the power (> 0; 1 gives the base loss).
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         iou:  L = 1 - IoU^a
@@ -689,15 +625,6 @@ class InnerIoU(_BoxLoss):
     Args:
         base: the IoU loss whose IoU is replaced, "iou" | "giou" | "diou" | "ciou" | "eiou" | "siou" | "mpdiou".
         ratio: scale of the auxiliary boxes around their centres (> 0; the paper uses 0.5-1.5).
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         L_inner-X = L_X + IoU - IoU_inner,   IoU_inner = IoU(scale(b, ratio), scale(b_gt, ratio))
@@ -746,15 +673,6 @@ class PIoU(_BoxLoss):
     Args:
         v2: PIoU v2, the loss times the non-monotonic attention u(lambda q).
         lam: lambda of the v2 attention (used only with v2=True).
-        box_format: layout of the input boxes, "xyxy" | "cxcywh" | "xywh".
-        reduction: "mean" | "sum" | "none".
-        eps: floor for divisions (> 0).
-
-    Shape:
-        - pred_boxes: (N, 4) xyxy (see ``box_format``).
-        - target_boxes: (N, 4).
-        - weight: (N,), optional; with reduction="mean" the weighted mean sum(w l) / sum(w).
-        - output: scalar; (N,) with reduction="none".
 
     Formula:
         P = (|x1 - x1_gt| + |x2 - x2_gt|) / (4 w_gt) + (|y1 - y1_gt| + |y2 - y2_gt|) / (4 h_gt)
@@ -804,7 +722,6 @@ class GWD(_BoxLoss):
         tau: offset of the transform, L = 1 - 1 / (tau + f(d^2)) (>= 1).
         fun: the transform f of d^2, "log1p" | "sqrt".
         box_format: not used: rotated boxes have the one format (cx, cy, w, h, theta).
-        reduction: "mean" | "sum" | "none".
         eps: floor for divisions and square roots (> 0).
 
     Shape:
