@@ -24,7 +24,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losses._utils import LossInputError, check_class_range, check_reduction, float32_forward, reduce
+from losses._utils import (
+    REDUCTION,
+    LossInputError,
+    Option,
+    OptionSet,
+    check_class_range,
+    check_reduction,
+    complete_docstring,
+    float32_forward,
+    reduce,
+)
 from losses.registry import register
 
 __all__ = ["gather_batch", "pairwise_distance"]
@@ -67,10 +77,27 @@ def pairwise_distance(x: Tensor, y: Tensor, squared: bool = False) -> Tensor:
     return torch.where(d2 > 1e-12, d2.clamp_min(1e-12).sqrt(), torch.zeros_like(d2))
 
 
+# what the pair/triplet losses take and are called with: added to each one's docstring unless it writes its own
+PAIR_SHAPE = """    Shape:
+        - embeddings: (N, D).
+        - labels: (N,) integer identities.
+        - output: scalar; (N,) per anchor with reduction="none".
+"""
+PAIR_ARGS = OptionSet(
+    Option("normalize", True, "bool", "L2-normalise the embeddings first."),
+    Option("squared", False, "bool", "use squared Euclidean distances."),
+    REDUCTION,
+)
+
+
 class _PairLoss(nn.Module):
     """Shared setup of the pair/triplet losses: normalisation, gathering, distances and masks (not registered)."""
 
     name = "metric"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        complete_docstring(cls, PAIR_ARGS, PAIR_SHAPE)
 
     def __init__(self, normalize: bool, squared: bool, gather: bool, reduction: str) -> None:
         super().__init__()
@@ -117,15 +144,7 @@ class ContrastiveLoss(_PairLoss):
         pos_margin: m_pos, distance below which positive pairs cost nothing.
         neg_margin: m_neg, distance beyond which negative pairs cost nothing.
         power: p, the exponent of the hinges.
-        normalize: L2-normalise the embeddings first.
-        squared: use squared Euclidean distances.
         gather: pairs span the global batch of every DDP rank (gradient-preserving all_gather).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, D).
-        - labels: (N,) integer identities.
-        - output: scalar; (N,) per anchor with reduction="none".
 
     Example:
         >>> crit = ContrastiveLoss(normalize=False)
@@ -184,15 +203,7 @@ class TripletLoss(_PairLoss):
     Args:
         margin: m.
         mining: "batch_all" | "batch_hard" | "semi_hard".
-        normalize: L2-normalise the embeddings first.
-        squared: use squared Euclidean distances.
         gather: triplets span the global batch of every DDP rank (gradient-preserving all_gather).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, D).
-        - labels: (N,) integer identities.
-        - output: scalar; (N,) per anchor with reduction="none".
 
     Example:
         >>> crit = TripletLoss(margin=1.0, mining="batch_hard", normalize=False, reduction="none")
@@ -318,15 +329,7 @@ class MarginRankingLoss(_PairLoss):
         beta: the boundary between positive and negative distances (its initial value with learn_beta).
         learn_beta: make beta a learnable parameter.
         nu: weight of the beta regulariser nu * beta.
-        normalize: L2-normalise the embeddings first.
-        squared: use squared Euclidean distances.
         gather: pairs span the global batch of every DDP rank (gradient-preserving all_gather).
-        reduction: "mean" | "sum" | "none".
-
-    Shape:
-        - embeddings: (N, D).
-        - labels: (N,) integer identities.
-        - output: scalar; (N,) per anchor with reduction="none".
 
     Example:
         >>> crit = MarginRankingLoss(margin=0.2, beta=1.0, normalize=False, reduction="none")
