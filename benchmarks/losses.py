@@ -31,7 +31,6 @@ import argparse
 import ctypes
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import losses  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 Inputs = tuple[torch.Tensor, ...]
 
@@ -520,20 +520,6 @@ def _cells(row: Row) -> list[str]:
 HEADERS = ["loss", "shape", "ours ms", "reference", "ref ms", "ratio", "peak MB", "note"]
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        hw = torch.cuda.get_device_name(device)
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-        except OSError:
-            pass
-        hw = f"{cpu}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"
-    return f"{hw}; torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}"
-
-
 def print_rich(rows: list[Row], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -582,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     header = (
-        f"{datetime.date.today().isoformat()} | {machine(device)} | "
+        f"{datetime.date.today().isoformat()} | {describe(device)} | "
         f"python benchmarks/losses.py {' '.join(sys.argv[1:] if argv is None else argv)}"
     )
     rows = collect(args)

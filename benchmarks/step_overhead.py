@@ -64,7 +64,6 @@ import json
 import logging
 import math
 import os
-import platform
 import pstats
 import statistics
 import sys
@@ -87,6 +86,7 @@ from torch import Tensor, nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import losses  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from tasks.segmentation import SegmentationTask  # noqa: E402
 
 Batch = tuple[Tensor, Tensor]
@@ -605,21 +605,6 @@ def print_rich(rows: list[Row], lines: list[str], title: str) -> None:
         console.print(line)
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        hw = torch.cuda.get_device_name(device)
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-        except OSError:
-            pass
-        hw = f"{cpu}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{hw}{load}; torch {torch.__version__}, Lightning {L.__version__}, Python {platform.python_version()}"
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -673,14 +658,15 @@ def main(argv: list[str] | None = None) -> Report:
         torch.set_num_threads(args.threads)
     s = Settings(torch.device(args.device), args.batch, args.size, args.classes)
     command = f"python benchmarks/step_overhead.py {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
-    title = f"{datetime.date.today().isoformat()} | {machine(s.device)} | {command}"
+    machine = describe(s.device, f"Lightning {L.__version__}")
+    title = f"{datetime.date.today().isoformat()} | {machine} | {command}"
     results = measure_steps(s, args.steps, args.rounds, progress=not args.markdown, control=args.control)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
                 {
                     "command": command,
-                    "machine": machine(s.device),
+                    "machine": machine,
                     **{n: [asdict(r) for r in rs] for n, rs in results.items()},
                 },
                 f,
