@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from trainer.build import task_package, validate
 from trainer.config import ConfigError, load_config
@@ -68,8 +69,11 @@ def cell_dir(root: Path, cell: Cell) -> Path:
     return root / cell.slug / f"seed_{cell.seed}"
 
 
-def run_cell(args: argparse.Namespace, root: Path, cell: Cell) -> dict:
-    """Run (or resume, or skip) one cell in this process; returns its ``done.json`` record."""
+def run_cell(args: argparse.Namespace, root: Path, cell: Cell, position: str = "") -> dict:
+    """Run (or resume, or skip) one cell in this process; returns its ``done.json`` record.
+
+    ``position`` (``"[3/8] "``) prefixes the lines that say which cell starts and how it ended.
+    """
     from trainer.cli import main as cli_main  # the fit path itself (errors, resume, interruption)
 
     folder = cell_dir(root, cell)
@@ -78,10 +82,10 @@ def run_cell(args: argparse.Namespace, root: Path, cell: Cell) -> dict:
         return json.loads(done.read_text())
     run = folder / "version_0"
     if any(run.glob("checkpoints/*.ckpt")):
-        console.print(f"[bold]resume[/] {cell.label} seed {cell.seed}")
+        console.print(f"{position}[bold]resume[/] {escape(cell.label)} seed {cell.seed}")
         argv = ["fit", "--resume", str(run)]
     else:
-        console.print(f"[bold]run[/] {cell.label} seed {cell.seed}")
+        console.print(f"{position}[bold]run[/] {escape(cell.label)} seed {cell.seed}")
         argv = ["fit", *[a for c in args.config for a in ("-c", c)], *args.overrides, f"loss.{args.slot}={cell.spec}",
                 f"seed={cell.seed}", f"run.root={folder.parent}", f"run.name={folder.name}", "run.version=version_0"]
     start = time.perf_counter()
@@ -90,6 +94,8 @@ def run_cell(args: argparse.Namespace, root: Path, cell: Cell) -> dict:
     record = {"label": cell.label, "seed": cell.seed, "exit_code": code, "wall_s": wall}
     if code == 0:
         done.write_text(json.dumps(record))
+    ended = "finished" if code == 0 else f"[bold red]failed[/] (exit {code}; the other cells go on)"
+    console.print(f"{position}{escape(cell.label)} seed {cell.seed} {ended} in {wall} s")
     return record
 
 
@@ -118,8 +124,8 @@ def compare(args: argparse.Namespace) -> int:
             skipped = sum((cell_dir(root, c) / DONE).is_file() for c in cells)
             if skipped:
                 console.print(f"skipping {skipped} finished cell(s) of {len(cells)}")
-            for cell in cells:
-                run_cell(args, root, cell)
+            for number, cell in enumerate(cells, 1):
+                run_cell(args, root, cell, f"[{number}/{len(cells)}] ")
     monitor = config["run"]["monitor"] or task_package(config["task"]).TASK.MONITOR
     mode = config["run"]["mode"] or task_package(config["task"]).TASK.MONITOR_MODE
     written = write_leaderboard(root, [(c, cell_dir(root, c)) for c in cells], monitor, mode, console)
