@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import re
 import shutil
 import tempfile
@@ -175,6 +176,14 @@ def check_run_folder(run_dir: Path, min_free_mb: int = MIN_FREE_MB) -> None:
         )
 
 
+class _NoCloudTip(logging.Filter):
+    """Drop Lightning 2.6's "Tip: ... install litlogger" line, printed at every Trainer construction: runs here
+    are offline and log to CSV and TensorBoard."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
 def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjects:
     """Instantiate task, datamodule and trainer for a validated ``config`` and a ``stage``."""
     # Tasks' SeededSampler + ResumeDataPosition resume mid-epoch exactly; Lightning cannot see that.
@@ -186,6 +195,9 @@ def build(config: dict[str, Any], run_dir: Path, stage: str = "fit") -> RunObjec
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     # Lightning 2.6's own pytree copy against torch 2.14's deprecation: every run printed it, nothing to act on
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoCloudTip) for f in lightning_info.filters):
+        lightning_info.addFilter(_NoCloudTip())
     package = task_package(config["task"])
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = _construct("data", package.DATAMODULE, **config["data"])

@@ -104,3 +104,12 @@ def test_loss_input_errors_during_training_end_in_one_message(monkeypatch, capsy
     assert cli.main(["fit", "-c", str(SHAPES)]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "loss input error: dice(logits, target): expected target" in err and "LOSSLAB_DEBUG" in err
+
+
+def test_building_a_run_prints_no_cloud_logger_advert(tmp_path, tiny_segmentation_config, caplog):
+    from trainer.build import build
+
+    caplog.set_level("INFO")
+    build(validate(load_config(tiny_segmentation_config)), tmp_path / "run")
+    assert "GPU available" in caplog.text  # Lightning's own notices still pass
+    assert "litlogger" not in caplog.text
