@@ -106,10 +106,27 @@ def test_loss_input_errors_during_training_end_in_one_message(monkeypatch, capsy
     assert "loss input error: dice(logits, target): expected target" in err and "LOSSLAB_DEBUG" in err
 
 
-def test_building_a_run_prints_no_cloud_logger_advert(tmp_path, tiny_segmentation_config, caplog):
+def test_building_a_run_prints_no_cloud_logger_advert(tmp_path, tiny_segmentation_config):
+    import logging
+
     from trainer.build import build
 
-    caplog.set_level("INFO")
-    build(validate(load_config(tiny_segmentation_config)), tmp_path / "run")
-    assert "GPU available" in caplog.text  # Lightning's own notices still pass
-    assert "litlogger" not in caplog.text
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    lightning_info, kept = logging.getLogger("lightning.pytorch.utilities.rank_zero"), Keep()
+    level = lightning_info.level
+    lightning_info.addHandler(kept)
+    lightning_info.setLevel(logging.INFO)
+    try:
+        build(validate(load_config(tiny_segmentation_config)), tmp_path / "run")
+    finally:
+        lightning_info.removeHandler(kept)
+        lightning_info.setLevel(level)
+    assert any("GPU available" in m for m in kept.messages)  # Lightning's own notices still pass
+    assert not any("litlogger" in m for m in kept.messages)
