@@ -323,17 +323,22 @@ def test_predict_writes_the_evaluation_embedding_of_every_image(face_root, tmp_p
         FaceDataModule(root=str(face_root), predict_dir=str(tmp_path / "none")).setup("predict")
 
 
-def test_the_digits_recipe_trains_on_the_folders_its_script_writes(tmp_path):
+def _digit_script():
     import importlib.util
 
+    path = Path(__file__).resolve().parents[3] / "examples" / "face" / "digit_folders.py"
+    spec = importlib.util.spec_from_file_location("digit_folders", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_the_digits_recipe_trains_on_the_folders_its_script_writes(tmp_path):
     from trainer.cli import main
     from trainer.plots import read_metrics
 
     repo = Path(__file__).resolve().parents[3]
-    spec = importlib.util.spec_from_file_location("digit_folders", repo / "examples" / "face" / "digit_folders.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.write_folders(tmp_path / "digits", per_digit=10, num_pairs=20)
+    _digit_script().write_folders(tmp_path / "digits", per_digit=10, num_pairs=20)
 
     train = IdentityFolder(tmp_path / "digits" / "train")
     assert train.classes == [f"digit_{d}" for d in range(7)] and len(train) == 70
@@ -347,3 +352,27 @@ def test_the_digits_recipe_trains_on_the_folders_its_script_writes(tmp_path):
     assert code == 0
     metrics = read_metrics(tmp_path / "runs" / "face_digits" / "version_0" / "logs")
     assert 0.0 <= metrics["val/verification_acc"][-1][1] <= 1.0
+
+
+def test_the_digits_script_reads_mnist_format_idx_files_gzipped_or_not(tmp_path):
+    import gzip
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    labels = (np.arange(40) % 10).astype(np.uint8)
+    header = b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in images.shape)  # uint8, 3 dimensions
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (40).to_bytes(4, "big") + labels.tobytes())
+    script = _digit_script()
+    read_images, read_labels = script.load_idx(tmp_path)
+    np.testing.assert_array_equal(read_images, images)
+    np.testing.assert_array_equal(read_labels, labels)
+
+    script.write_folders(tmp_path / "out", num_pairs=4, idx=tmp_path)
+    train = IdentityFolder(tmp_path / "out" / "train")
+    assert train.classes == [f"class_{c}" for c in range(7)] and len(train) == 28
+    stored = np.array(Image.open(tmp_path / "out" / "val" / "class_7" / "000.png"))
+    np.testing.assert_array_equal(stored, images[7])  # the first image labelled 7, unchanged
+
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"garbage!")
+    with pytest.raises(SystemExit, match="train-labels-idx1-ubyte: not an IDX labels file"):
+        script.load_idx(tmp_path)
