@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -325,13 +326,16 @@ def resolve_auto(config: dict[str, Any]) -> None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         data["num_workers"] = max(0, min(MAX_AUTO_WORKERS, cpus // _processes_per_machine(trainer) - 1))
     if trainer.get("precision") == "auto":
-        trainer["precision"] = _precision_for(trainer.get("accelerator", "auto"))
+        trainer["precision"] = _precision_for(trainer)
 
 
-def _precision_for(accelerator: Any) -> str:
-    import torch  # only here: the config module reads no devices otherwise
+def _uses_cuda(trainer: Mapping[str, Any]) -> bool:
+    """Whether ``trainer.accelerator`` (default auto) trains on the CUDA GPUs of this machine."""
+    return trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+
+def _precision_for(trainer: Mapping[str, Any]) -> str:
+    if _uses_cuda(trainer):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
 
@@ -343,9 +347,7 @@ def _processes_per_machine(trainer: Mapping[str, Any]) -> int:
         return max(1, len(devices))
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
         return devices
-    if devices in ("auto", -1) and trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda"):
-        import torch
-
+    if devices in ("auto", -1) and _uses_cuda(trainer):
         return max(1, torch.cuda.device_count())
     return 1
 
