@@ -342,6 +342,18 @@ REDUCTION = Option(
 _ARG_LINE = re.compile(r"^\s+(\w+):")
 
 
+def _args_block(lines: list[str]) -> tuple[int | None, int]:
+    """Index of a docstring's ``Args:`` line (None: it has none) and the end of its indented entries."""
+    header = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+    if header is None:
+        return None, len(lines)
+    indent = lines[header][: len(lines[header]) - len(lines[header].lstrip())] + "    "
+    end = header + 1
+    while end < len(lines) and lines[end].startswith(indent):
+        end += 1
+    return header, end
+
+
 class OptionSet:
     """The keyword options of a family; ``parse`` returns them as a namedtuple (defaults filled, checked)."""
 
@@ -385,16 +397,13 @@ class OptionSet:
     def _document(self, doc: str, signature: inspect.Signature) -> str:
         """Append ``Args:`` lines for the options in ``signature`` that ``doc`` does not document."""
         lines = doc.split("\n")
-        header = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+        header, end = _args_block(lines)
         if header is None:  # no own parameters: a new section before Shape: (or at the end)
             at = next((i for i, line in enumerate(lines) if line.strip() == "Shape:"), len(lines))
             indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())] if at < len(lines) else "    "
             lines[at:at] = [f"{indent}Args:", ""]
-            header = at
+            header, end = at, at + 1
         indent = lines[header][: len(lines[header]) - len(lines[header].lstrip())] + "    "
-        end = header + 1
-        while end < len(lines) and lines[end].startswith(indent):
-            end += 1
         documented = {m.group(1) for line in lines[header + 1 : end] if (m := _ARG_LINE.match(line))}
         by_name = {o.name: o for o in self.options}
         added = [
@@ -414,14 +423,11 @@ def complete_docstring(cls: type, options: OptionSet, shape: str) -> None:
         return
     if "    Shape:" not in doc:
         lines = doc.split("\n")
-        header = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+        header, end = _args_block(lines)
         if header is None:
             at = next((i for i, line in enumerate(lines) if line.strip() == "Example:"), len(lines))
         else:
-            at = header + 1
-            while at < len(lines) and lines[at].strip():
-                at += 1
-            at += 1  # after the blank line that ends the Args: block
+            at = end + 1  # after the blank line that ends the Args: block
         lines[at:at] = shape.rstrip("\n").split("\n") + [""]
         cls.__doc__ = "\n".join(lines)
     options.declare(cls)
