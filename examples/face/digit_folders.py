@@ -54,10 +54,10 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
 
     reader = read_image_file if kind == "images" else read_label_file
     with tempfile.TemporaryDirectory() as tmp:
-        if path.read_bytes()[:2] == b"\x1f\x8b":  # torchvision reads uncompressed files only
-            plain = Path(tmp) / path.stem
-            plain.write_bytes(gzip.decompress(path.read_bytes()))
-            path = plain
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":  # torchvision reads uncompressed files only
+            path = Path(tmp) / path.stem
+            path.write_bytes(gzip.decompress(data))
         try:
             return reader(str(path)).numpy()
         except (AssertionError, TypeError, ValueError, RuntimeError) as err:
@@ -85,7 +85,7 @@ def write_folders(
     images, labels = load_idx(idx) if idx is not None else load_digits()
     prefix = "digit" if idx is None else "class"  # an IDX set's labels may be garments (Fashion-MNIST)
     held_out: list[list[str]] = []
-    for digit in range(10):
+    for digit in (*TRAIN_DIGITS, *HELD_OUT_DIGITS):
         split = "train" if digit in TRAIN_DIGITS else "val"
         folder = out / split / f"{prefix}_{digit}"
         folder.mkdir(parents=True, exist_ok=True)
